@@ -1,0 +1,320 @@
+//! Settings: defaults < `HERALD_*` environment < command-line flags (SPEC §11.3).
+//!
+//! Every setting is parsed and validated once, at start-up, into a typed value; a bad value stops
+//! the process with a message naming the flag. The doc comment of each field is its `--help` text
+//! and matches the README table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::keys::{Key, KeyKind};
+
+/// Database settings, shared by `serve`, `migrate` and the `account` commands.
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://<path> (embedded mode).
+    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", value_parser = parse_database_url)]
+    pub database_url: DatabaseUrl,
+
+    /// Maximum database connections.
+    #[arg(long, env = "HERALD_DB_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub db_pool: u32,
+
+    /// SQLite durability: `full` (fsync every commit) or `normal`.
+    #[arg(long, env = "HERALD_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+#[derive(Clone, Debug)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Err(
+            "PostgreSQL storage (cluster mode) is not available in this version; \
+                    use sqlite://<path>"
+                .into(),
+        );
+    }
+    crate::store::sqlite_path(raw)
+        .map(DatabaseUrl::Sqlite)
+        .ok_or_else(|| "expected sqlite://<path>, e.g. sqlite://herald.db".into())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which browser origins may call the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, String> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(CorsOrigins::Any);
+    }
+    let origins: Vec<String> = raw
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Err("expected `*` or a comma-separated list of origins".into());
+    }
+    Ok(CorsOrigins::List(origins))
+}
+
+/// Parses `300`, `500ms`, `30s`, `5m`, `24h`, `7d`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let value: u64 = number.parse().map_err(|_| {
+        format!("`{raw}` is not a duration (use e.g. 300, 500ms, 30s, 5m, 24h, 7d)")
+    })?;
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{raw}` (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{raw}` is too long"))
+}
+
+fn parse_bytes_limit(raw: &str) -> Result<usize, String> {
+    let value: usize = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a byte count"))?;
+    if !(1024..=64 * 1024 * 1024).contains(&value) {
+        return Err("must be between 1024 and 67108864 bytes".into());
+    }
+    Ok(value)
+}
+
+fn parse_interval(raw: &str) -> Result<Duration, String> {
+    let value = parse_duration(raw)?;
+    if value < Duration::from_millis(10) {
+        return Err("must be at least 10ms".into());
+    }
+    Ok(value)
+}
+
+/// Settings of `herald serve`.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// HTTP listen address.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Messages kept per channel room; 0 = unlimited.
+    #[arg(long, env = "HERALD_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
+    pub history_max_messages: u64,
+
+    /// Age after which messages are removed (e.g. 7d); 0 = unlimited.
+    #[arg(long, env = "HERALD_HISTORY_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub history_max_age: Duration,
+
+    /// How often the retention pruner runs.
+    #[arg(long, env = "HERALD_PRUNE_INTERVAL", default_value = "30s", value_parser = parse_interval)]
+    pub prune_interval: Duration,
+
+    /// Largest publish request body, in bytes.
+    #[arg(long, env = "HERALD_PUBLISH_MAX_BYTES", default_value = "65536", value_parser = parse_bytes_limit)]
+    pub publish_max_bytes: usize,
+
+    /// Largest body of any other request, in bytes.
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value = "1048576", value_parser = parse_bytes_limit)]
+    pub max_body_bytes: usize,
+
+    /// Keyless (or bad-key) requests per second per client IP; 0 = off.
+    #[arg(long, env = "HERALD_RATE_ANON", default_value_t = 10)]
+    pub rate_anon: u32,
+
+    /// Requests per second per instance; 0 = off.
+    #[arg(long, env = "HERALD_RATE_INSTANCE", default_value_t = 0)]
+    pub rate_instance: u32,
+
+    /// Take the client IP from the first X-Forwarded-For hop.
+    #[arg(long, env = "HERALD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_proxy: bool,
+
+    /// Allowed browser origins: `*` or a comma-separated list.
+    #[arg(long, env = "HERALD_CORS_ORIGINS", default_value = "*", value_parser = parse_cors_origins)]
+    pub cors_origins: CorsOrigins,
+
+    /// Let anyone register an account through the API.
+    #[arg(long, env = "HERALD_ALLOW_REGISTRATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_registration: bool,
+
+    /// Instances one account may own; 0 = unlimited.
+    #[arg(long, env = "HERALD_MAX_INSTANCES_PER_ACCOUNT", default_value_t = 0)]
+    pub max_instances_per_account: u32,
+
+    /// Drain time on SIGTERM/SIGINT.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `herald=debug`).
+    #[arg(long, env = "HERALD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log output: `text` or `json`.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub admin: AdminBootstrap,
+}
+
+/// First-account bootstrap (SPEC §4.6): read from the environment only, never from flags, so
+/// secrets stay out of process listings.
+#[derive(Args, Clone, Default)]
+pub struct AdminBootstrap {
+    #[arg(skip = std::env::var("HERALD_ADMIN_EMAIL").ok())]
+    pub email: Option<String>,
+    #[arg(skip = std::env::var("HERALD_ADMIN_PASSWORD").ok())]
+    pub password: Option<String>,
+    #[arg(skip = std::env::var("HERALD_ADMIN_KEY").ok())]
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for AdminBootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminBootstrap")
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl AdminBootstrap {
+    /// The configured bootstrap key, checked for format and parity.
+    pub fn parsed_key(&self) -> Result<Option<Key>, String> {
+        let Some(raw) = self.key.as_deref().filter(|k| !k.trim().is_empty()) else {
+            return Ok(None);
+        };
+        match Key::parse(raw.trim()) {
+            Some(key) if key.kind() == KeyKind::Account => Ok(Some(key)),
+            _ => Err(
+                "HERALD_ADMIN_KEY must be 40 hex characters ending in an even digit \
+                      (0, 2, 4, 6, 8, a, c or e)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Defaults for a server on `listen` with its database at `path`: what tests and embedders
+    /// start from before adjusting single settings.
+    pub fn with_database(listen: SocketAddr, path: PathBuf) -> ServeArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        // Parsing an empty command line yields every default; it cannot fail.
+        let mut args = Wrapper::try_parse_from(["herald"])
+            .map(|w| w.args)
+            .expect("defaults parse");
+        args.listen = listen;
+        args.database.database_url = DatabaseUrl::Sqlite(path);
+        args.admin = AdminBootstrap::default();
+        args
+    }
+
+    /// Retention age as an option: `None` when disabled (0).
+    pub fn history_max_age(&self) -> Option<Duration> {
+        (!self.history_max_age.is_zero()).then_some(self.history_max_age)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_bare_seconds_and_units() {
+        assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn database_urls_name_the_backend() {
+        assert!(matches!(
+            parse_database_url("sqlite://data/h.db"),
+            Ok(DatabaseUrl::Sqlite(p)) if p == std::path::Path::new("data/h.db")
+        ));
+        assert!(parse_database_url("postgres://localhost/x").is_err());
+        assert!(parse_database_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_star_or_a_list() {
+        assert_eq!(parse_cors_origins("*"), Ok(CorsOrigins::Any));
+        assert_eq!(
+            parse_cors_origins("https://a.io, https://b.io/"),
+            Ok(CorsOrigins::List(vec![
+                "https://a.io".into(),
+                "https://b.io".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn admin_key_must_be_an_even_account_key() {
+        let mut admin = AdminBootstrap::default();
+        assert_eq!(admin.parsed_key(), Ok(None));
+        admin.key = Some("a".repeat(39) + "1");
+        assert!(admin.parsed_key().is_err());
+        admin.key = Some("a".repeat(40));
+        assert!(admin.parsed_key().unwrap().is_some());
+    }
+}

@@ -1,0 +1,186 @@
+//! The API's one error type and its Syncano-shaped bodies (SPEC §2.4).
+//!
+//! Handlers return `Result<_, ApiError>`; `IntoResponse` picks the status and one of the two body
+//! shapes (`{"detail": ...}` or field -> list of messages). Internal causes are logged once here
+//! and never reach the client.
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::store::StoreError;
+
+pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not found")]
+    NotFound,
+    /// A parent in a nested path is missing: "Instance was not found." and friends.
+    #[error("{0} was not found")]
+    ParentNotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed(Method),
+    #[error("permission denied")]
+    PermissionDenied,
+    /// 403 with a specific detail, e.g. "Custom publish not allowed on this channel.".
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("no such api key")]
+    NoSuchApiKey,
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// 400 `{"detail": ...}`.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("body over {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
+    #[error("throttled")]
+    Throttled { retry_after_secs: u64 },
+    /// 400 field errors: each field maps to a list of messages.
+    #[error("invalid fields")]
+    Fields(FieldErrors),
+    /// 400 with one field mapped to a plain string (Syncano's shape for a few checks).
+    #[error("invalid field {0}")]
+    FieldString(&'static str, &'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(name: &str, message: impl Into<String>) -> ApiError {
+        let mut errors = FieldErrors::default();
+        errors.add(name, message);
+        ApiError::Fields(errors)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Conflict(field) => ApiError::field(field, "This field must be unique."),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+/// Field errors in the order they were found.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Map<String, Value>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        let entry = self
+            .0
+            .entry(field.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(Value::String(message.into()));
+        }
+    }
+
+    /// Records the error of a field check, passing its value through.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.add(field, message);
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing failed, the collected errors otherwise.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Fields(self))
+        }
+    }
+}
+
+pub fn detail(message: &str) -> Value {
+    json!({ "detail": message })
+}
+
+/// A JSON response with the SPEC's content type.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    json_bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+pub fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::NotFound => (StatusCode::NOT_FOUND, detail("Not found.")),
+            ApiError::ParentNotFound(kind) => (
+                StatusCode::NOT_FOUND,
+                detail(&format!("{kind} was not found.")),
+            ),
+            ApiError::MethodNotAllowed(method) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                detail(&format!("Method \"{method}\" not allowed.")),
+            ),
+            ApiError::PermissionDenied => (StatusCode::FORBIDDEN, detail(PERMISSION_DENIED)),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, detail(message)),
+            ApiError::NoSuchApiKey => (StatusCode::FORBIDDEN, detail("No such API Key.")),
+            ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, detail(message)),
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, detail(&message)),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                detail(&format!("Request size limit exceeded ({limit}).")),
+            ),
+            ApiError::UnsupportedMediaType(media_type) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                detail(&format!(
+                    "Unsupported media type \"{media_type}\" in request."
+                )),
+            ),
+            ApiError::Throttled { retry_after_secs } => {
+                let unit = if retry_after_secs == 1 {
+                    "second"
+                } else {
+                    "seconds"
+                };
+                let mut response = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &detail(&format!(
+                        "Request was throttled. Expected available in {retry_after_secs} {unit}."
+                    )),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                return response;
+            }
+            ApiError::Fields(errors) => (StatusCode::BAD_REQUEST, Value::Object(errors.0)),
+            ApiError::FieldString(field, message) => {
+                (StatusCode::BAD_REQUEST, json!({ field: message }))
+            }
+            ApiError::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    detail("Internal server error."),
+                )
+            }
+        };
+        json_response(status, &body)
+    }
+}

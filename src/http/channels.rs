@@ -1,0 +1,275 @@
+//! Channel management and the channel permission rules (SPEC §9.1–§9.4).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::input;
+use super::paging::{Paging, shape};
+use super::request::{ApiRequest, Fields, PathParams};
+use super::scope::{Caller, InstanceScope};
+use crate::error::{ApiError, FieldErrors, json_response};
+use crate::model::{self, ChannelType, Permission};
+use crate::store::{Channel, ChannelChanges, NewChannel};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1.1/instances/{instance}/channels",
+            get(list_channels).post(create_channel),
+        )
+        .route(
+            "/v1.1/instances/{instance}/channels/{channel}",
+            get(get_channel)
+                .put(update_channel)
+                .patch(update_channel)
+                .delete(delete_channel),
+        )
+}
+
+/// Whether the caller may read, list, poll and see the history of `channel` (§9.3).
+pub fn may_subscribe(caller: &Caller, channel: &Channel) -> bool {
+    match caller {
+        Caller::Owner(_) | Caller::Trusted(_) => true,
+        Caller::AnonymousReader(_) => channel.other_permissions >= Permission::Subscribe,
+        Caller::Bare(_) | Caller::OtherAccount => false,
+    }
+}
+
+/// Callers who may use subscribe endpoints at all (check-order step 6); the per-channel
+/// decision is [`may_subscribe`].
+pub fn may_read_channels(caller: &Caller) -> bool {
+    matches!(
+        caller,
+        Caller::Owner(_) | Caller::Trusted(_) | Caller::AnonymousReader(_)
+    )
+}
+
+pub fn channel_json(instance: &str, channel: &Channel) -> Value {
+    let base = format!("/v1.1/instances/{instance}/channels/{}/", channel.name);
+    let mut links = json!({
+        "self": base,
+        "poll": format!("{base}poll/"),
+        "publish": format!("{base}publish/"),
+        "history": format!("{base}history/"),
+    });
+    if let Some(group) = channel.group_id {
+        links["group"] = json!(format!("/v1.1/instances/{instance}/groups/{group}/"));
+    }
+    json!({
+        "name": channel.name,
+        "description": channel.description,
+        "type": channel.kind.as_str(),
+        "group": channel.group_id,
+        "group_permissions": channel.group_permissions.as_str(),
+        "other_permissions": channel.other_permissions.as_str(),
+        "custom_publish": channel.custom_publish,
+        "created_at": model::format_timestamp(channel.created_at),
+        "updated_at": model::format_timestamp(channel.updated_at),
+        "links": links,
+    })
+}
+
+/// Reads the writable fields shared by create and update. The group must exist in this instance.
+async fn channel_changes(
+    app: &AppState,
+    instance_id: i64,
+    fields: &Fields,
+    errors: &mut FieldErrors,
+) -> Result<ChannelChanges, ApiError> {
+    let group_id = errors
+        .check("group", input::primary_key(fields, "group"))
+        .flatten();
+    if let Some(Some(id)) = group_id
+        && !app.store.group_exists(instance_id, id).await?
+    {
+        errors.add(
+            "group",
+            format!("Invalid pk \"{id}\" - object does not exist."),
+        );
+    }
+    Ok(ChannelChanges {
+        description: errors
+            .check(
+                "description",
+                input::string(fields, "description", 256, true),
+            )
+            .flatten(),
+        group_id,
+        group_permissions: errors
+            .check(
+                "group_permissions",
+                input::choice(fields, "group_permissions", Permission::parse),
+            )
+            .flatten(),
+        other_permissions: errors
+            .check(
+                "other_permissions",
+                input::choice(fields, "other_permissions", Permission::parse),
+            )
+            .flatten(),
+        custom_publish: errors
+            .check("custom_publish", input::boolean(fields, "custom_publish"))
+            .flatten(),
+    })
+}
+
+async fn managing_scope(
+    app: &AppState,
+    req: &ApiRequest,
+    params: &PathParams,
+) -> Result<InstanceScope, ApiError> {
+    let scope = app.instance_scope(req, &params.name("instance")).await?;
+    if !scope.caller.is_manager() {
+        return Err(ApiError::PermissionDenied);
+    }
+    Ok(scope)
+}
+
+async fn list_channels(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let scope = app.instance_scope(&req, &params.name("instance")).await?;
+    if !may_read_channels(&scope.caller) {
+        return Err(ApiError::PermissionDenied);
+    }
+    let paging = Paging::parse(&req.query, false)?;
+    let name = &scope.instance.name;
+    let mut rows = Vec::new();
+    if !paging.is_empty_request() {
+        // Anonymous readers see what "others" may subscribe to; the filter runs in the query so
+        // pages stay full.
+        let min_other = (!scope.caller.is_manager()).then_some(Permission::Subscribe);
+        let channels = app
+            .store
+            .list_channels(
+                scope.instance.id,
+                req.query.get("name__startswith"),
+                min_other,
+                paging.window(None),
+            )
+            .await?;
+        rows = channels
+            .iter()
+            .map(|c| (c.id, shape(channel_json(name, c), &req.query)))
+            .collect();
+    }
+    let path = format!("/v1.1/instances/{name}/channels/");
+    Ok(json_response(
+        StatusCode::OK,
+        &paging.envelope(rows, &path, &req.query),
+    ))
+}
+
+async fn create_channel(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let scope = managing_scope(&app, &req, &params).await?;
+    let fields = req.fields().await?;
+    let mut errors = FieldErrors::default();
+    let name = errors.check(
+        "name",
+        input::required_string(&fields, "name", 64).and_then(|n| model::parse_channel_name(&n)),
+    );
+    let kind = errors
+        .check("type", input::choice(&fields, "type", ChannelType::parse))
+        .flatten();
+    let changes = channel_changes(&app, scope.instance.id, &fields, &mut errors).await?;
+    errors.finish()?;
+    let Some(name) = name else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "validated name missing"
+        )));
+    };
+    let new = NewChannel {
+        name,
+        kind: kind.unwrap_or(ChannelType::Default),
+        description: changes.description.unwrap_or_default(),
+        group_id: changes.group_id.flatten(),
+        group_permissions: changes.group_permissions.unwrap_or(Permission::None),
+        other_permissions: changes.other_permissions.unwrap_or(Permission::None),
+        custom_publish: changes.custom_publish.unwrap_or(false),
+    };
+    let channel = app.store.create_channel(scope.instance.id, new).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &channel_json(&scope.instance.name, &channel),
+    ))
+}
+
+async fn get_channel(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let scope = app.instance_scope(&req, &params.name("instance")).await?;
+    if !may_read_channels(&scope.caller) {
+        return Err(ApiError::PermissionDenied);
+    }
+    let channel = app
+        .channel(scope.instance.id, &params.name("channel"))
+        .await?;
+    if !may_subscribe(&scope.caller, &channel) {
+        return Err(ApiError::PermissionDenied);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &shape(channel_json(&scope.instance.name, &channel), &req.query),
+    ))
+}
+
+async fn update_channel(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let scope = managing_scope(&app, &req, &params).await?;
+    let name = params.name("channel");
+    let channel = app.channel(scope.instance.id, &name).await?;
+    let fields = req.fields().await?;
+    let mut errors = FieldErrors::default();
+    let changes = channel_changes(&app, scope.instance.id, &fields, &mut errors).await?;
+    if channel.name == model::EVENTLOG_CHANNEL && changes.custom_publish == Some(true) {
+        errors.add(
+            "custom_publish",
+            "Custom publish cannot be enabled on the eventlog channel.",
+        );
+    }
+    errors.finish()?;
+    let updated = app
+        .store
+        .update_channel(scope.instance.id, &name, changes)
+        .await;
+    app.channels.remove(&(scope.instance.id, name));
+    let updated = updated?;
+    Ok(json_response(
+        StatusCode::OK,
+        &channel_json(&scope.instance.name, &updated),
+    ))
+}
+
+async fn delete_channel(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let scope = managing_scope(&app, &req, &params).await?;
+    let name = params.name("channel");
+    let channel = app.channel(scope.instance.id, &name).await?;
+    if model::is_builtin_channel(&channel.name) {
+        return Err(ApiError::PermissionDenied);
+    }
+    let deleted = app.store.delete_channel(scope.instance.id, &name).await;
+    app.channels.remove(&(scope.instance.id, name));
+    deleted?;
+    app.hub.close_channel(channel.id);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,210 @@
+//! Publishing to a channel and reading its history (SPEC §9.5–§9.7).
+//!
+//! A publish is answered 201 only after the store committed the message; the hub hears about it
+//! after the commit, never before (§9.11 "stored before told").
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use super::AppState;
+use super::channels::{may_read_channels, may_subscribe};
+use super::input;
+use super::paging::{Paging, shape};
+use super::request::{ApiRequest, PathParams, PublishRequest, Query};
+use crate::error::{ApiError, json_bytes_response, json_response};
+use crate::hub::Topic;
+use crate::model::{self, ChannelType};
+use crate::render::message_json;
+use crate::store::{Channel, Message, NewMessage};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1.1/instances/{instance}/channels/{channel}/publish",
+            post(publish_message),
+        )
+        .route(
+            "/v1.1/instances/{instance}/channels/{channel}/history",
+            get(list_history),
+        )
+        .route(
+            "/v1.1/instances/{instance}/channels/{channel}/history/{id}",
+            get(get_history_message),
+        )
+}
+
+const ROOM_REQUIRED: &str = "This field is required for channels with separate rooms.";
+const PUBLISHED_METADATA: &str = "{\"type\":\"message\"}";
+
+fn self_link(instance: &str, channel: &str, id: i64) -> String {
+    format!("/v1.1/instances/{instance}/channels/{channel}/history/{id}/")
+}
+
+/// The room a request addresses: normalised, required on `separate_rooms` channels and ignored
+/// (always `None`) on `default` ones.
+fn channel_room(channel: &Channel, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    if channel.kind == ChannelType::Default {
+        return Ok(None);
+    }
+    match model::parse_room(raw).map_err(|message| ApiError::field("room", message))? {
+        Some(room) => Ok(Some(room)),
+        None => Err(ApiError::FieldString("room", ROOM_REQUIRED)),
+    }
+}
+
+/// `last_id`: absent, or an integer ≥ 0.
+pub fn parse_last_id(query: &Query) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = query.get("last_id") else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<i64>() {
+        Ok(id) if id >= 0 => Ok(Some(id)),
+        Ok(_) => Err(ApiError::field(
+            "last_id",
+            "Ensure this value is greater than or equal to 0.",
+        )),
+        Err(_) => Err(ApiError::field("last_id", "A valid integer is required.")),
+    }
+}
+
+async fn publish_message(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: PublishRequest,
+) -> Result<Response, ApiError> {
+    let scope = app.instance_scope(&req, &params.name("instance")).await?;
+    // Users with publish permission join owners and trusted keys with issue #4.
+    if !scope.caller.is_manager() {
+        return Err(ApiError::PermissionDenied);
+    }
+    let channel = app
+        .channel(scope.instance.id, &params.name("channel"))
+        .await?;
+    if !channel.custom_publish || channel.name == model::EVENTLOG_CHANNEL {
+        return Err(ApiError::Forbidden(
+            "Custom publish not allowed on this channel.",
+        ));
+    }
+    let fields = req.fields().await?;
+    let payload = match input::json(&fields, "payload")
+        .map_err(|message| ApiError::field("payload", message))?
+    {
+        None | Some(Value::Null) => "{}".to_owned(),
+        Some(value @ Value::Object(_)) => value.to_string(),
+        Some(_) => {
+            return Err(ApiError::field(
+                "payload",
+                "Payload passed in invalid format.",
+            ));
+        }
+    };
+    let room = match fields.get("room") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(room)) => Some(room.as_str()),
+        Some(_) => return Err(ApiError::field("room", "Not a valid string.")),
+    };
+    let room = channel_room(&channel, room)?;
+    let message = app
+        .store
+        .publish(
+            &channel,
+            NewMessage {
+                room,
+                action: "custom",
+                author: scope.caller.author_json(),
+                metadata: PUBLISHED_METADATA.to_owned(),
+                payload,
+            },
+        )
+        .await?;
+    let topic = Topic {
+        instance_id: scope.instance.id,
+        channel_id: channel.id,
+        room: message.room.clone(),
+    };
+    app.hub.publish(&topic, &message);
+    let link = self_link(&scope.instance.name, &channel.name, message.id);
+    Ok(json_bytes_response(
+        StatusCode::CREATED,
+        message_json(&message, Some(&link)),
+    ))
+}
+
+/// A readable channel for history endpoints, whose missing channel is "Channel was not found.".
+async fn readable_channel<const P: bool>(
+    app: &AppState,
+    req: &ApiRequest<P>,
+    params: &PathParams,
+) -> Result<(String, Channel), ApiError> {
+    let scope = app.instance_scope(req, &params.name("instance")).await?;
+    if !may_read_channels(&scope.caller) {
+        return Err(ApiError::PermissionDenied);
+    }
+    let channel = match app
+        .channel(scope.instance.id, &params.name("channel"))
+        .await
+    {
+        Err(ApiError::NotFound) => return Err(ApiError::ParentNotFound("Channel")),
+        other => other?,
+    };
+    if !may_subscribe(&scope.caller, &channel) {
+        return Err(ApiError::PermissionDenied);
+    }
+    Ok((scope.instance.name.clone(), (*channel).clone()))
+}
+
+fn history_row(instance: &str, channel: &str, message: &Message, query: &Query) -> (i64, Value) {
+    let link = self_link(instance, channel, message.id);
+    let value = serde_json::from_slice(&message_json(message, Some(&link))).unwrap_or_default();
+    (message.id, shape(value, query))
+}
+
+async fn list_history(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let (instance, channel) = readable_channel(&app, &req, &params).await?;
+    let last_id = parse_last_id(&req.query)?;
+    let paging = Paging::parse(&req.query, true)?;
+    let room = channel_room(&channel, req.query.get("room"))?;
+    let mut rows = Vec::new();
+    if !paging.is_empty_request() {
+        let messages = app
+            .store
+            .history(channel.id, room.as_deref(), paging.window(last_id))
+            .await?;
+        rows = messages
+            .iter()
+            .map(|m| history_row(&instance, &channel.name, m, &req.query))
+            .collect();
+    }
+    let path = format!(
+        "/v1.1/instances/{instance}/channels/{}/history/",
+        channel.name
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &paging.envelope(rows, &path, &req.query),
+    ))
+}
+
+async fn get_history_message(
+    State(app): State<AppState>,
+    params: PathParams,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let (instance, channel) = readable_channel(&app, &req, &params).await?;
+    let id = params.id("id")?;
+    let room = model::parse_room(req.query.get("room"))
+        .map_err(|message| ApiError::field("room", message))?;
+    // On default channels rooms do not exist, so a room filter cannot exclude anything.
+    let room = room.filter(|_| channel.kind == ChannelType::SeparateRooms);
+    let message = app.store.message(channel.id, id, room.as_deref()).await?;
+    let (_, value) = history_row(&instance, &channel.name, &message, &req.query);
+    Ok(json_response(StatusCode::OK, &value))
+}

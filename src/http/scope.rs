@@ -1,0 +1,227 @@
+//! Resolving a request to its caller, following the SPEC's check order (§2.4): the instance must
+//! exist (3), then the rate budget is charged (4), then the credentials must be valid (5). What a
+//! caller class may do (6 and later) is decided by each resource.
+
+use std::sync::Arc;
+
+use super::request::ApiRequest;
+use super::App;
+use crate::auth::{AccountCredential, ApiKeyCredential, Credential, Presented};
+use crate::error::ApiError;
+use crate::store::{Channel, Instance, StoreError};
+
+/// The caller classes of SPEC §3.4 for an instance-scoped request.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// The account key of the instance's owner.
+    Owner(AccountCredential),
+    /// An account key that does not own the instance.
+    OtherAccount,
+    /// An API key with `ignore_acl`.
+    Trusted(ApiKeyCredential),
+    /// An API key with `allow_anonymous_read` and no user key.
+    AnonymousReader(ApiKeyCredential),
+    /// Any other API key without a user key.
+    Bare(ApiKeyCredential),
+}
+
+impl Caller {
+    /// Owners and trusted keys manage channels and bypass channel permissions (§9.3).
+    pub fn is_manager(&self) -> bool {
+        matches!(self, Caller::Owner(_) | Caller::Trusted(_))
+    }
+
+    pub fn is_owner(&self) -> bool {
+        matches!(self, Caller::Owner(_))
+    }
+
+    pub fn api_key(&self) -> Option<&ApiKeyCredential> {
+        match self {
+            Caller::Trusted(k) | Caller::AnonymousReader(k) | Caller::Bare(k) => Some(k),
+            Caller::Owner(_) | Caller::OtherAccount => None,
+        }
+    }
+
+    /// The `author` object of messages this caller publishes (§9.5), as compact JSON.
+    pub fn author_json(&self) -> String {
+        match self {
+            Caller::Owner(account) => format!("{{\"admin\":{}}}", account.id),
+            Caller::Trusted(key) | Caller::AnonymousReader(key) | Caller::Bare(key) => {
+                format!("{{\"api_key\":{}}}", key.id)
+            }
+            Caller::OtherAccount => "{}".to_owned(),
+        }
+    }
+}
+
+/// A request resolved against an instance.
+pub struct InstanceScope {
+    pub instance: Arc<Instance>,
+    pub caller: Caller,
+}
+
+/// A request outside any instance, by a valid key.
+pub enum RootCaller {
+    Account(AccountCredential),
+    ApiKey(ApiKeyCredential),
+}
+
+fn first_api_key<const P: bool>(req: &ApiRequest<P>) -> Option<String> {
+    if let Some(key) = req.header("x-api-key") {
+        return Some(key.to_owned());
+    }
+    if let Some(key) = req.query.get("api_key").or_else(|| req.query.get("apikey")) {
+        return Some(key.to_owned());
+    }
+    let authorization = req.header("authorization")?;
+    let mut parts = authorization.split(' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_scheme), Some(key), None) if !key.is_empty() => Some(key.to_owned()),
+        _ => None,
+    }
+}
+
+fn first_user_key<const P: bool>(req: &ApiRequest<P>) -> Option<String> {
+    req.header("x-user-key")
+        .or_else(|| req.query.get("user_key"))
+        .or_else(|| req.query.get("userkey"))
+        .map(str::to_owned)
+}
+
+impl App {
+    /// The instance a path names, from the cache or the store.
+    pub async fn instance(&self, name: &str) -> Result<Arc<Instance>, ApiError> {
+        if let Some(instance) = self.instances.get(&name.to_owned()) {
+            return Ok(instance);
+        }
+        match self.store.instance_by_name(name).await {
+            Ok(instance) => {
+                let instance = Arc::new(instance);
+                self.instances.insert(name.to_owned(), instance.clone());
+                Ok(instance)
+            }
+            Err(StoreError::NotFound) => Err(ApiError::ParentNotFound("Instance")),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// A channel of an instance, from the cache or the store; `NotFound` when missing.
+    pub async fn channel(&self, instance_id: i64, name: &str) -> Result<Arc<Channel>, ApiError> {
+        let key = (instance_id, name.to_owned());
+        if let Some(channel) = self.channels.get(&key) {
+            return Ok(channel);
+        }
+        let channel = Arc::new(self.store.channel(instance_id, name).await?);
+        self.channels.insert(key, channel.clone());
+        Ok(channel)
+    }
+
+    /// Drops cached rows of an instance after it changed or went away.
+    pub fn forget_instance(&self, instance: &Instance) {
+        self.instances.remove(&instance.name);
+        let id = instance.id;
+        self.channels
+            .retain(|(instance_id, _), _| *instance_id != id);
+    }
+
+    /// Reads the API-key slot and resolves it. `Err` only when storage fails.
+    async fn presented_credential<const P: bool>(
+        &self,
+        req: &ApiRequest<P>,
+    ) -> Result<(Presented, Option<Credential>), ApiError> {
+        let raw = match first_api_key(req) {
+            Some(raw) => Some(raw),
+            None => req.body_key("_api_key").await,
+        };
+        let presented = Presented::from_raw(raw.as_deref());
+        let credential = match &presented {
+            Presented::Key(key) => self.keys.resolve(self.store.as_ref(), key).await?,
+            Presented::Nothing | Presented::Malformed => None,
+        };
+        Ok((presented, credential))
+    }
+
+    fn charge_anonymous<const P: bool>(&self, req: &ApiRequest<P>) -> Result<(), ApiError> {
+        self.anonymous_limit
+            .check(req.client_ip)
+            .map_err(|retry_after_secs| ApiError::Throttled { retry_after_secs })
+    }
+
+    /// Resolves the caller of an instance-scoped request (check-order steps 3–5).
+    pub async fn instance_scope<const P: bool>(
+        &self,
+        req: &ApiRequest<P>,
+        instance_name: &str,
+    ) -> Result<InstanceScope, ApiError> {
+        let instance = self.instance(instance_name).await?;
+        let (presented, credential) = self.presented_credential(req).await?;
+        let caller = match credential {
+            Some(Credential::Account(account)) if account.id == instance.owner_id => {
+                Caller::Owner(account)
+            }
+            Some(Credential::Account(_)) => Caller::OtherAccount,
+            Some(Credential::ApiKey(key)) if key.instance_id == instance.id => {
+                self.instance_limit
+                    .check(instance.id)
+                    .map_err(|retry_after_secs| ApiError::Throttled { retry_after_secs })?;
+                if first_user_key(req).is_some() || req.body_key("_user_key").await.is_some() {
+                    // No user of this instance can hold a key yet: users and their keys arrive
+                    // with issue #4, which replaces this branch with the real lookup.
+                    return Err(ApiError::Forbidden("No such User Key."));
+                }
+                if key.ignore_acl {
+                    Caller::Trusted(key)
+                } else if key.allow_anonymous_read {
+                    Caller::AnonymousReader(key)
+                } else {
+                    Caller::Bare(key)
+                }
+            }
+            // An API key of another instance is as unknown here as a made-up one.
+            Some(Credential::ApiKey(_)) | None => {
+                self.charge_anonymous(req)?;
+                return Err(match presented {
+                    Presented::Nothing => ApiError::PermissionDenied,
+                    Presented::Malformed | Presented::Key(_) => ApiError::NoSuchApiKey,
+                });
+            }
+        };
+        Ok(InstanceScope { instance, caller })
+    }
+
+    /// Resolves the caller of a request outside any instance. `None` when no key was sent.
+    pub async fn root_caller<const P: bool>(
+        &self,
+        req: &ApiRequest<P>,
+    ) -> Result<Option<RootCaller>, ApiError> {
+        let (presented, credential) = self.presented_credential(req).await?;
+        match (presented, credential) {
+            (_, Some(Credential::Account(account))) => Ok(Some(RootCaller::Account(account))),
+            (_, Some(Credential::ApiKey(key))) => {
+                self.instance_limit
+                    .check(key.instance_id)
+                    .map_err(|retry_after_secs| ApiError::Throttled { retry_after_secs })?;
+                Ok(Some(RootCaller::ApiKey(key)))
+            }
+            (Presented::Nothing, None) => {
+                self.charge_anonymous(req)?;
+                Ok(None)
+            }
+            (Presented::Malformed | Presented::Key(_), None) => {
+                self.charge_anonymous(req)?;
+                Err(ApiError::NoSuchApiKey)
+            }
+        }
+    }
+
+    /// Account endpoints (§4.3–4.5): an account key and nothing else.
+    pub async fn account_caller<const P: bool>(
+        &self,
+        req: &ApiRequest<P>,
+    ) -> Result<AccountCredential, ApiError> {
+        match self.root_caller(req).await? {
+            Some(RootCaller::Account(account)) => Ok(account),
+            Some(RootCaller::ApiKey(_)) | None => Err(ApiError::PermissionDenied),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Herald: a self-hosted realtime Channels server speaking the Syncano REST API v1.1.
+//!
+//! `run` serves the API on a listener the caller bound (tests pass port 0) until `shutdown`
+//! completes, then drains within `shutdown_grace`.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod keys;
+pub mod model;
+pub mod ratelimit;
+pub mod render;
+pub mod retention;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::ServiceExt;
+use axum::extract::Request;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::config::{DatabaseArgs, DatabaseUrl, ServeArgs, SqliteSynchronous};
+use crate::hub::Hub;
+use crate::retention::Retention;
+use crate::store::{SqliteStore, Store};
+
+/// Opens the configured database (applying migrations) and returns it behind the `Store` trait.
+pub async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match &args.database_url {
+        DatabaseUrl::Sqlite(path) => {
+            let store = SqliteStore::open(
+                path,
+                args.sqlite_synchronous == SqliteSynchronous::Full,
+                args.db_pool,
+            )
+            .await?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Serves Herald on `listener` until `shutdown` resolves.
+pub async fn run(
+    args: ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = open_store(&args.database).await?;
+    let local_addr = listener.local_addr()?;
+    if let Some(created) = bootstrap::ensure_first_account(store.as_ref(), &args.admin).await? {
+        println!("{}", created.banner(local_addr));
+    }
+
+    let token = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let retention = Retention {
+        max_messages: args.history_max_messages,
+        max_age: args.history_max_age(),
+    };
+    tasks.spawn(retention::run_pruner(
+        store.clone(),
+        retention,
+        args.prune_interval,
+        token.clone(),
+    ));
+
+    let grace = args.shutdown_grace;
+    let state = http::AppState::new(args, store, Hub::default(), token.clone());
+    let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
+    let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+    tracing::info!("listening on http://{local_addr}");
+
+    let stop = token.clone();
+    let mut server = tokio::spawn(
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .into_future(),
+    );
+    tokio::select! {
+        result = &mut server => {
+            token.cancel();
+            result??;
+        }
+        () = shutdown => {
+            tracing::info!("shutting down; draining for up to {grace:?}");
+            token.cancel();
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => result??,
+                Err(_) => {
+                    tracing::warn!("shutdown grace elapsed; closing remaining connections");
+                    server.abort();
+                }
+            }
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Requests-per-second budgets with one-second windows (SPEC §2.8).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Windows are dropped once this many keys are tracked and their second has passed.
+const SWEEP_AT: usize = 10_000;
+
+pub struct RateLimiter<K> {
+    per_second: u32,
+    windows: Mutex<HashMap<K, (u64, u32)>>,
+}
+
+impl<K: Eq + Hash> RateLimiter<K> {
+    /// `per_second == 0` disables the limiter.
+    pub fn new(per_second: u32) -> Self {
+        RateLimiter {
+            per_second,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Charges one request to `key`. `Err(seconds)` tells how long until the budget refills.
+    pub fn check(&self, key: K) -> Result<(), u64> {
+        if self.per_second == 0 {
+            return Ok(());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= SWEEP_AT {
+            windows.retain(|_, (second, _)| *second == now);
+        }
+        let window = windows.entry(key).or_insert((now, 0));
+        if window.0 != now {
+            *window = (now, 0);
+        }
+        if window.1 >= self.per_second {
+            return Err(1);
+        }
+        window.1 += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disabled_limiter_never_refuses() {
+        let limiter = RateLimiter::new(0);
+        for _ in 0..1000 {
+            assert_eq!(limiter.check("ip"), Ok(()));
+        }
+    }
+
+    #[test]
+    fn budgets_are_per_key() {
+        let limiter = RateLimiter::new(3);
+        // All checks below run within at most two windows; at most 6 can pass per key.
+        let passed = (0..20).filter(|_| limiter.check("a").is_ok()).count();
+        assert!((3..=6).contains(&passed), "{passed}");
+        assert!(limiter.check("b").is_ok());
+    }
+}

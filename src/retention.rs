@@ -1,0 +1,64 @@
+//! The background pruner: enforces `history_max_messages` and `history_max_age` (SPEC §9.11).
+//!
+//! Pruning only deletes message rows; id allocation lives in `channel_sequences` and is never
+//! touched, so ids keep increasing however much history is removed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::model::now_micros;
+use crate::store::{Pruned, Store, StoreResult};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Messages kept per channel room; 0 = unlimited.
+    pub max_messages: u64,
+    /// Oldest message age kept; `None` = unlimited.
+    pub max_age: Option<Duration>,
+}
+
+impl Retention {
+    pub fn is_unlimited(&self) -> bool {
+        self.max_messages == 0 && self.max_age.is_none()
+    }
+
+    /// One pruning pass.
+    pub async fn prune(&self, store: &dyn Store) -> StoreResult<Pruned> {
+        let cutoff = self.max_age.map(|age| {
+            let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+            now_micros().saturating_sub(age)
+        });
+        store.prune(self.max_messages, cutoff).await
+    }
+}
+
+/// Runs a pass every `interval` until `shutdown` fires.
+pub async fn run_pruner(
+    store: Arc<dyn Store>,
+    retention: Retention,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    if retention.is_unlimited() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match retention.prune(store.as_ref()).await {
+            Ok(pruned) if pruned != Pruned::default() => tracing::debug!(
+                by_count = pruned.by_count,
+                by_age = pruned.by_age,
+                "pruned history"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "history pruning failed; will retry"),
+        }
+    }
+}

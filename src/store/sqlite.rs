@@ -1,0 +1,873 @@
+//! SQLite backend for embedded mode.
+//!
+//! Two pools: one connection for every write, so writers queue inside the process instead of
+//! fighting over SQLite's lock (no SQLITE_BUSY, and a publish's id allocation and insert can
+//! never interleave with another's), and a pool of readers that WAL lets run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::*;
+use crate::model::{self, ChannelType, Permission};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+    /// Held for the store's lifetime: one process per database file (SPEC §11.5). An advisory
+    /// `flock` on the file itself, independent of SQLite's own `fcntl` locks.
+    _lock: std::fs::File,
+}
+
+/// Parses `sqlite://<path>` (also `sqlite:<path>`) into a file path.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path, synchronous_full: bool, pool_size: u32) -> StoreResult<Self> {
+        let lock = lock_database_file(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "the database file {} is in use by another Herald process; stop that process \
+             first, or give this one its own file with --database-url sqlite://<other path>",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(err)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {err}",
+            path.display()
+        ))),
+    }
+}
+
+fn conflict(field: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(field),
+        _ => StoreError::Backend(err),
+    }
+}
+
+fn not_found(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        other => StoreError::Backend(other),
+    }
+}
+
+fn json_column(row: &SqliteRow, column: &str) -> Result<Value, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+}
+
+fn account_from_row(row: SqliteRow) -> Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        metadata: json_column(&row, "metadata")?,
+        password_hash: row.try_get("password_hash")?,
+        account_key: row.try_get("account_key")?,
+        is_superuser: row.try_get("is_superuser")?,
+    })
+}
+
+fn instance_from_row(row: SqliteRow) -> Result<Instance, sqlx::Error> {
+    Ok(Instance {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        owner_id: row.try_get("owner_id")?,
+        description: row.try_get("description")?,
+        metadata: json_column(&row, "metadata")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn api_key_from_row(row: SqliteRow) -> Result<ApiKey, sqlx::Error> {
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        instance_id: row.try_get("instance_id")?,
+        api_key: row.try_get("api_key")?,
+        description: row.try_get("description")?,
+        ignore_acl: row.try_get("ignore_acl")?,
+        allow_user_create: row.try_get("allow_user_create")?,
+        allow_group_create: row.try_get("allow_group_create")?,
+        allow_anonymous_read: row.try_get("allow_anonymous_read")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn decode_error(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unexpected stored {what}").into())
+}
+
+fn permission_column(row: &SqliteRow, column: &str) -> Result<Permission, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    Permission::parse(&text).ok_or_else(|| decode_error("permission"))
+}
+
+fn channel_from_row(row: SqliteRow) -> Result<Channel, sqlx::Error> {
+    let kind: String = row.try_get("type")?;
+    Ok(Channel {
+        id: row.try_get("id")?,
+        instance_id: row.try_get("instance_id")?,
+        name: row.try_get("name")?,
+        kind: ChannelType::parse(&kind).ok_or_else(|| decode_error("channel type"))?,
+        description: row.try_get("description")?,
+        group_id: row.try_get("group_id")?,
+        group_permissions: permission_column(&row, "group_permissions")?,
+        other_permissions: permission_column(&row, "other_permissions")?,
+        custom_publish: row.try_get("custom_publish")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Maps the stored action text back to the static names the API uses.
+fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
+    ["custom", "create", "update", "delete"]
+        .into_iter()
+        .find(|a| *a == stored)
+        .ok_or_else(|| decode_error("action"))
+}
+
+fn message_from_row(row: SqliteRow) -> Result<Message, sqlx::Error> {
+    let room: String = row.try_get("room")?;
+    let action: String = row.try_get("action")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        room: (!room.is_empty()).then_some(room),
+        action: action_name(&action)?,
+        author: row.try_get("author")?,
+        metadata: row.try_get("metadata")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Appends the id window and order of `page` to a query whose WHERE clause is already open.
+fn push_page(query: &mut QueryBuilder<'_, Sqlite>, column: &str, page: IdPage) {
+    if let Some(after) = page.after {
+        query
+            .push(format_args!(" AND {column} > "))
+            .push_bind(after);
+    }
+    if let Some(before) = page.before {
+        query
+            .push(format_args!(" AND {column} < "))
+            .push_bind(before);
+    }
+    let order = if page.descending { "DESC" } else { "ASC" };
+    query
+        .push(format_args!(" ORDER BY {column} {order} LIMIT "))
+        .push_bind(page.limit);
+}
+
+/// Escapes LIKE wildcards so a prefix filter matches literally.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+const BUILTIN_CHANNELS: [(&str, bool); 2] = [
+    (model::DEFAULT_CHANNEL, true),
+    (model::EVENTLOG_CHANNEL, false),
+];
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn count_accounts(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
+        let row = sqlx::query(
+            "INSERT INTO accounts (email, first_name, last_name, password_hash, account_key, \
+             key_digest, is_superuser, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&new.email)
+        .bind(&new.first_name)
+        .bind(&new.last_name)
+        .bind(&new.password_hash)
+        .bind(&new.account_key)
+        .bind(&new.key_digest.0[..])
+        .bind(new.is_superuser)
+        .bind(model::now_micros())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(conflict("email"))?;
+        Ok(account_from_row(row)?)
+    }
+
+    async fn account(&self, id: i64) -> StoreResult<Account> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(account_from_row(row)?)
+    }
+
+    async fn account_by_email(&self, email: &str) -> StoreResult<Account> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE email = ?")
+            .bind(email)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(account_from_row(row)?)
+    }
+
+    async fn account_by_key(&self, digest: &KeyDigest) -> StoreResult<Account> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE key_digest = ?")
+            .bind(&digest.0[..])
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(account_from_row(row)?)
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY id")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(account_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn update_account(&self, id: i64, changes: AccountChanges) -> StoreResult<Account> {
+        let row = sqlx::query(
+            "UPDATE accounts SET email = COALESCE(?, email), first_name = COALESCE(?, first_name), \
+             last_name = COALESCE(?, last_name), metadata = COALESCE(?, metadata) \
+             WHERE id = ? RETURNING *",
+        )
+        .bind(changes.email)
+        .bind(changes.first_name)
+        .bind(changes.last_name)
+        .bind(changes.metadata.map(|m| m.to_string()))
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|err| match err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            other => conflict("email")(other),
+        })?;
+        Ok(account_from_row(row)?)
+    }
+
+    async fn set_account_key(
+        &self,
+        id: i64,
+        key: &str,
+        digest: &KeyDigest,
+    ) -> StoreResult<Account> {
+        let row = sqlx::query(
+            "UPDATE accounts SET account_key = ?, key_digest = ? WHERE id = ? RETURNING *",
+        )
+        .bind(key)
+        .bind(&digest.0[..])
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(not_found)?;
+        Ok(account_from_row(row)?)
+    }
+
+    async fn set_account_password(&self, id: i64, password_hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE accounts SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_instance(
+        &self,
+        owner_id: i64,
+        name: &str,
+        changes: InstanceChanges,
+        max_per_owner: u32,
+    ) -> StoreResult<Instance> {
+        let mut tx = self.writer.begin().await?;
+        if max_per_owner > 0 {
+            let owned: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE owner_id = ?")
+                    .bind(owner_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if owned >= i64::from(max_per_owner) {
+                return Err(StoreError::LimitExceeded);
+            }
+        }
+        let now = model::now_micros();
+        let row = sqlx::query(
+            "INSERT INTO instances (name, owner_id, description, metadata, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(name)
+        .bind(owner_id)
+        .bind(changes.description.unwrap_or_default())
+        .bind(
+            changes
+                .metadata
+                .map_or_else(|| "{}".to_owned(), |m| m.to_string()),
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict("name"))?;
+        let instance = instance_from_row(row)?;
+        for (channel, custom_publish) in BUILTIN_CHANNELS {
+            sqlx::query(
+                "INSERT INTO channels (instance_id, name, type, custom_publish, created_at, \
+                 updated_at) VALUES (?, ?, 'separate_rooms', ?, ?, ?)",
+            )
+            .bind(instance.id)
+            .bind(channel)
+            .bind(custom_publish)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO channel_sequences (instance_id, name) VALUES (?, ?)")
+                .bind(instance.id)
+                .bind(channel)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(instance)
+    }
+
+    async fn instance(&self, id: i64) -> StoreResult<Instance> {
+        let row = sqlx::query("SELECT * FROM instances WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(instance_from_row(row)?)
+    }
+
+    async fn instance_by_name(&self, name: &str) -> StoreResult<Instance> {
+        let row = sqlx::query("SELECT * FROM instances WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(instance_from_row(row)?)
+    }
+
+    async fn list_instances(
+        &self,
+        owner_id: i64,
+        name_prefix: Option<&str>,
+        page: IdPage,
+    ) -> StoreResult<Vec<Instance>> {
+        let mut query = QueryBuilder::new("SELECT * FROM instances WHERE owner_id = ");
+        query.push_bind(owner_id);
+        if let Some(prefix) = name_prefix {
+            query
+                .push(" AND name LIKE ")
+                .push_bind(like_prefix(prefix))
+                .push(" ESCAPE '\\'");
+        }
+        push_page(&mut query, "id", page);
+        let rows = query.build().fetch_all(&self.reader).await?;
+        Ok(rows
+            .into_iter()
+            .map(instance_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn update_instance(&self, id: i64, changes: InstanceChanges) -> StoreResult<Instance> {
+        let row = sqlx::query(
+            "UPDATE instances SET description = COALESCE(?, description), \
+             metadata = COALESCE(?, metadata), updated_at = ? WHERE id = ? RETURNING *",
+        )
+        .bind(changes.description)
+        .bind(changes.metadata.map(|m| m.to_string()))
+        .bind(model::now_micros())
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(not_found)?;
+        Ok(instance_from_row(row)?)
+    }
+
+    async fn rename_instance(&self, id: i64, new_name: &str) -> StoreResult<Instance> {
+        let row =
+            sqlx::query("UPDATE instances SET name = ?, updated_at = ? WHERE id = ? RETURNING *")
+                .bind(new_name)
+                .bind(model::now_micros())
+                .bind(id)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(|err| match err {
+                    sqlx::Error::RowNotFound => StoreError::NotFound,
+                    other => conflict("new_name")(other),
+                })?;
+        Ok(instance_from_row(row)?)
+    }
+
+    async fn delete_instance(&self, id: i64) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM instances WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_api_key(
+        &self,
+        instance_id: i64,
+        key: &str,
+        digest: &KeyDigest,
+        fields: ApiKeyChanges,
+    ) -> StoreResult<ApiKey> {
+        let row = sqlx::query(
+            "INSERT INTO api_keys (instance_id, api_key, key_digest, description, ignore_acl, \
+             allow_user_create, allow_group_create, allow_anonymous_read, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(instance_id)
+        .bind(key)
+        .bind(&digest.0[..])
+        .bind(fields.description.unwrap_or_default())
+        .bind(fields.ignore_acl.unwrap_or(false))
+        .bind(fields.allow_user_create.unwrap_or(false))
+        .bind(fields.allow_group_create.unwrap_or(false))
+        .bind(fields.allow_anonymous_read.unwrap_or(false))
+        .bind(model::now_micros())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|err| match err {
+            // A key is only unknown to the instance if the instance vanished meanwhile.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+            other => StoreError::Backend(other),
+        })?;
+        Ok(api_key_from_row(row)?)
+    }
+
+    async fn api_key(&self, instance_id: i64, id: i64) -> StoreResult<ApiKey> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE instance_id = ? AND id = ?")
+            .bind(instance_id)
+            .bind(id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(api_key_from_row(row)?)
+    }
+
+    async fn api_key_by_key(&self, digest: &KeyDigest) -> StoreResult<ApiKey> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_digest = ?")
+            .bind(&digest.0[..])
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(api_key_from_row(row)?)
+    }
+
+    async fn list_api_keys(&self, instance_id: i64, page: IdPage) -> StoreResult<Vec<ApiKey>> {
+        let mut query = QueryBuilder::new("SELECT * FROM api_keys WHERE instance_id = ");
+        query.push_bind(instance_id);
+        push_page(&mut query, "id", page);
+        let rows = query.build().fetch_all(&self.reader).await?;
+        Ok(rows
+            .into_iter()
+            .map(api_key_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn update_api_key(
+        &self,
+        instance_id: i64,
+        id: i64,
+        changes: ApiKeyChanges,
+    ) -> StoreResult<ApiKey> {
+        let row = sqlx::query(
+            "UPDATE api_keys SET description = COALESCE(?, description), \
+             ignore_acl = COALESCE(?, ignore_acl), \
+             allow_user_create = COALESCE(?, allow_user_create), \
+             allow_group_create = COALESCE(?, allow_group_create), \
+             allow_anonymous_read = COALESCE(?, allow_anonymous_read) \
+             WHERE instance_id = ? AND id = ? RETURNING *",
+        )
+        .bind(changes.description)
+        .bind(changes.ignore_acl)
+        .bind(changes.allow_user_create)
+        .bind(changes.allow_group_create)
+        .bind(changes.allow_anonymous_read)
+        .bind(instance_id)
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(not_found)?;
+        Ok(api_key_from_row(row)?)
+    }
+
+    async fn set_api_key_key(
+        &self,
+        instance_id: i64,
+        id: i64,
+        key: &str,
+        digest: &KeyDigest,
+    ) -> StoreResult<ApiKey> {
+        let row = sqlx::query(
+            "UPDATE api_keys SET api_key = ?, key_digest = ? WHERE instance_id = ? AND id = ? \
+             RETURNING *",
+        )
+        .bind(key)
+        .bind(&digest.0[..])
+        .bind(instance_id)
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(not_found)?;
+        Ok(api_key_from_row(row)?)
+    }
+
+    async fn delete_api_key(&self, instance_id: i64, id: i64) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE instance_id = ? AND id = ?")
+            .bind(instance_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn group_exists(&self, instance_id: i64, id: i64) -> StoreResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM groups WHERE instance_id = ? AND id = ?")
+                .bind(instance_id)
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_channel(&self, instance_id: i64, new: NewChannel) -> StoreResult<Channel> {
+        let mut tx = self.writer.begin().await?;
+        let now = model::now_micros();
+        let row = sqlx::query(
+            "INSERT INTO channels (instance_id, name, type, description, group_id, \
+             group_permissions, other_permissions, custom_publish, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(instance_id)
+        .bind(&new.name)
+        .bind(new.kind.as_str())
+        .bind(&new.description)
+        .bind(new.group_id)
+        .bind(new.group_permissions.as_str())
+        .bind(new.other_permissions.as_str())
+        .bind(new.custom_publish)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+            _ => conflict("name")(err),
+        })?;
+        // Keep an existing sequence: a re-created channel continues its predecessor's ids.
+        sqlx::query("INSERT OR IGNORE INTO channel_sequences (instance_id, name) VALUES (?, ?)")
+            .bind(instance_id)
+            .bind(&new.name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(channel_from_row(row)?)
+    }
+
+    async fn channel(&self, instance_id: i64, name: &str) -> StoreResult<Channel> {
+        let row = sqlx::query("SELECT * FROM channels WHERE instance_id = ? AND name = ?")
+            .bind(instance_id)
+            .bind(name)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(not_found)?;
+        Ok(channel_from_row(row)?)
+    }
+
+    async fn list_channels(
+        &self,
+        instance_id: i64,
+        name_prefix: Option<&str>,
+        min_other_permission: Option<Permission>,
+        page: IdPage,
+    ) -> StoreResult<Vec<Channel>> {
+        let mut query = QueryBuilder::new("SELECT * FROM channels WHERE instance_id = ");
+        query.push_bind(instance_id);
+        if let Some(prefix) = name_prefix {
+            query
+                .push(" AND name LIKE ")
+                .push_bind(like_prefix(prefix))
+                .push(" ESCAPE '\\'");
+        }
+        if let Some(min) = min_other_permission {
+            let allowed: Vec<&str> = [Permission::Subscribe, Permission::Publish]
+                .into_iter()
+                .filter(|p| *p >= min)
+                .map(Permission::as_str)
+                .collect();
+            query.push(" AND other_permissions IN (");
+            let mut list = query.separated(", ");
+            for p in allowed {
+                list.push_bind(p);
+            }
+            query.push(")");
+        }
+        push_page(&mut query, "id", page);
+        let rows = query.build().fetch_all(&self.reader).await?;
+        Ok(rows
+            .into_iter()
+            .map(channel_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn update_channel(
+        &self,
+        instance_id: i64,
+        name: &str,
+        changes: ChannelChanges,
+    ) -> StoreResult<Channel> {
+        let (set_group, group_id) = match changes.group_id {
+            Some(group) => (true, group),
+            None => (false, None),
+        };
+        let row = sqlx::query(
+            "UPDATE channels SET description = COALESCE(?, description), \
+             group_id = CASE WHEN ? THEN ? ELSE group_id END, \
+             group_permissions = COALESCE(?, group_permissions), \
+             other_permissions = COALESCE(?, other_permissions), \
+             custom_publish = COALESCE(?, custom_publish), updated_at = ? \
+             WHERE instance_id = ? AND name = ? RETURNING *",
+        )
+        .bind(changes.description)
+        .bind(set_group)
+        .bind(group_id)
+        .bind(changes.group_permissions.map(Permission::as_str))
+        .bind(changes.other_permissions.map(Permission::as_str))
+        .bind(changes.custom_publish)
+        .bind(model::now_micros())
+        .bind(instance_id)
+        .bind(name)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(not_found)?;
+        Ok(channel_from_row(row)?)
+    }
+
+    async fn delete_channel(&self, instance_id: i64, name: &str) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM channels WHERE instance_id = ? AND name = ?")
+            .bind(instance_id)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {
+        let mut tx = self.writer.begin().await?;
+        // The channel row must still be there: a publish racing a delete must not store an
+        // orphan (the foreign key would refuse it anyway; this gives a clean NotFound first).
+        let live: Option<i64> = sqlx::query_scalar("SELECT id FROM channels WHERE id = ?")
+            .bind(channel.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if live.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "UPDATE channel_sequences SET last_id = last_id + 1 \
+             WHERE instance_id = ? AND name = ? RETURNING last_id",
+        )
+        .bind(channel.instance_id)
+        .bind(&channel.name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(not_found)?;
+        let created_at = model::now_micros();
+        sqlx::query(
+            "INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(channel.id)
+        .bind(id)
+        .bind(new.room.as_deref().unwrap_or(""))
+        .bind(new.action)
+        .bind(&new.author)
+        .bind(&new.metadata)
+        .bind(&new.payload)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Message {
+            id,
+            room: new.room,
+            action: new.action,
+            author: new.author,
+            metadata: new.metadata,
+            payload: new.payload,
+            created_at,
+        })
+    }
+
+    async fn history(
+        &self,
+        channel_id: i64,
+        room: Option<&str>,
+        page: IdPage,
+    ) -> StoreResult<Vec<Message>> {
+        let mut query = QueryBuilder::new("SELECT * FROM messages WHERE channel_id = ");
+        query
+            .push_bind(channel_id)
+            .push(" AND room = ")
+            .push_bind(room.unwrap_or(""));
+        push_page(&mut query, "id", page);
+        let rows = query.build().fetch_all(&self.reader).await?;
+        Ok(rows
+            .into_iter()
+            .map(message_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn message(&self, channel_id: i64, id: i64, room: Option<&str>) -> StoreResult<Message> {
+        let row = sqlx::query(
+            "SELECT * FROM messages WHERE channel_id = ? AND id = ? AND (? IS NULL OR room = ?)",
+        )
+        .bind(channel_id)
+        .bind(id)
+        .bind(room)
+        .bind(room)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(not_found)?;
+        Ok(message_from_row(row)?)
+    }
+
+    async fn prune(&self, max_per_room: u64, created_before: Option<i64>) -> StoreResult<Pruned> {
+        let mut pruned = Pruned::default();
+        if let Some(cutoff) = created_before {
+            pruned.by_age = sqlx::query("DELETE FROM messages WHERE created_at < ?")
+                .bind(cutoff)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        }
+        if max_per_room > 0 {
+            let keep = i64::try_from(max_per_room).unwrap_or(i64::MAX);
+            let over: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT channel_id, room FROM messages GROUP BY channel_id, room \
+                 HAVING COUNT(*) > ?",
+            )
+            .bind(keep)
+            .fetch_all(&self.reader)
+            .await?;
+            for (channel_id, room) in over {
+                // Everything at or below the newest id that falls outside the kept window.
+                pruned.by_count += sqlx::query(
+                    "DELETE FROM messages WHERE channel_id = ?1 AND room = ?2 AND id <= \
+                     (SELECT id FROM messages WHERE channel_id = ?1 AND room = ?2 \
+                      ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                )
+                .bind(channel_id)
+                .bind(&room)
+                .bind(keep)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+            }
+        }
+        Ok(pruned)
+    }
+}
