@@ -1,0 +1,239 @@
+//! The test harness: a real Herald on an ephemeral port with its own SQLite file, and a small
+//! HTTP client whose helpers return the response for the test to assert on.
+
+use std::net::SocketAddr;
+
+use herald::config::ServeArgs;
+use herald::keys::{Key, KeyKind};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    /// The superuser account key created on first start.
+    pub admin_key: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A response, read whole. `json` is `Value::Null` for an empty or non-JSON body.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts status and exact JSON body, printing both on failure.
+    #[track_caller]
+    pub fn assert(&self, status: u16, body: Value) {
+        assert_eq!(
+            (self.status, &self.json),
+            (status, &body),
+            "unexpected response: {}",
+            self.text
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "unexpected response: {}", self.text);
+        &self.json
+    }
+}
+
+impl TestApp {
+    /// A server with default settings, except that the anonymous rate limit is off (tests send
+    /// many keyless requests from one IP; the rate-limit tests turn it back on).
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let mut args = ServeArgs::with_database(addr, dir.path().join("herald.db"));
+        args.rate_anon = 0;
+        let admin_key = Key::generate(KeyKind::Account);
+        args.admin.key = Some(admin_key.as_str().to_owned());
+        args.admin.password = Some("admin-password".into());
+        configure(&mut args);
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(herald::run(args, listener, async move {
+            let _ = rx.await;
+        }));
+        let app = TestApp {
+            addr,
+            admin_key: admin_key.as_str().to_owned(),
+            client: reqwest::Client::new(),
+            dir,
+            shutdown: Some(tx),
+            server: Some(server),
+        };
+        // The listener is bound already; wait only until the database is open and bootstrapped.
+        app.wait_until_ready().await;
+        app
+    }
+
+    async fn wait_until_ready(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(resp) = self.client.get(self.url("/health")).send().await
+                && resp.status() == 200
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "server never became ready");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await?,
+            None => Ok(()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A request builder with `X-API-KEY` set when `key` is given.
+    pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match key {
+            Some(key) => builder.header("X-API-KEY", key),
+            None => builder,
+        }
+    }
+
+    pub async fn send(&self, builder: RequestBuilder) -> Resp {
+        let resp = builder.send().await.expect("request failed");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Resp {
+        self.send(self.request(Method::GET, path, key)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> Resp {
+        self.send(self.request(Method::DELETE, path, key)).await
+    }
+
+    /// Sends `body` as JSON with `method`.
+    pub async fn json(&self, method: Method, path: &str, key: Option<&str>, body: Value) -> Resp {
+        self.send(self.request(method, path, key).json(&body)).await
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Resp {
+        self.json(Method::POST, path, key, body).await
+    }
+
+    pub async fn patch(&self, path: &str, key: Option<&str>, body: Value) -> Resp {
+        self.json(Method::PATCH, path, key, body).await
+    }
+
+    pub async fn put(&self, path: &str, key: Option<&str>, body: Value) -> Resp {
+        self.json(Method::PUT, path, key, body).await
+    }
+
+    // Fixtures: each asserts success, so a test fails where the setup broke.
+
+    /// Creates an instance owned by the superuser.
+    pub async fn create_instance(&self, name: &str) -> Value {
+        self.post("/v1.1/instances/", Some(&self.admin_key), json!({"name": name}))
+            .await
+            .assert_status(201)
+            .clone()
+    }
+
+    /// Creates an API key with the given flags and returns its key value.
+    pub async fn create_api_key(&self, instance: &str, flags: Value) -> String {
+        let resp = self
+            .post(
+                &format!("/v1.1/instances/{instance}/api_keys/"),
+                Some(&self.admin_key),
+                flags,
+            )
+            .await;
+        resp.assert_status(201)["api_key"]
+            .as_str()
+            .expect("api_key")
+            .to_owned()
+    }
+
+    pub async fn create_channel(&self, instance: &str, body: Value) -> Value {
+        self.post(
+            &format!("/v1.1/instances/{instance}/channels/"),
+            Some(&self.admin_key),
+            body,
+        )
+        .await
+        .assert_status(201)
+        .clone()
+    }
+
+    /// Publishes as the superuser and returns the stored message.
+    pub async fn publish(&self, instance: &str, channel: &str, body: Value) -> Value {
+        self.post(
+            &format!("/v1.1/instances/{instance}/channels/{channel}/publish/"),
+            Some(&self.admin_key),
+            body,
+        )
+        .await
+        .assert_status(201)
+        .clone()
+    }
+
+    /// Registers another account (through the superuser) and returns its key.
+    pub async fn create_account(&self, email: &str) -> String {
+        let resp = self
+            .post(
+                "/v1.1/account/register/",
+                Some(&self.admin_key),
+                json!({"email": email, "password": "secret-password"}),
+            )
+            .await;
+        resp.assert_status(201)["account_key"]
+            .as_str()
+            .expect("account_key")
+            .to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
