@@ -13,3 +13,6 @@ mod instances;
 mod isolation;
 mod publish;
 mod robustness;
+mod cli;
+mod durability;
+mod retention;

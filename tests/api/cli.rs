@@ -1,0 +1,289 @@
+//! The `herald` binary as a user runs it: first start, settings errors, the one-process lock,
+//! and the offline account commands (SPEC §4.6, §11.3–§11.5).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A `herald serve` child process on an ephemeral port.
+pub struct ChildServer {
+    pub child: Child,
+    pub addr: String,
+    /// Everything the process printed to stdout before it reported its address.
+    pub stdout: String,
+}
+
+impl ChildServer {
+    /// Starts `herald serve` on `db` and waits for its "listening on" log line.
+    pub async fn start(db: &Path, env: &[(&str, &str)]) -> ChildServer {
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .env_clear()
+            .env("HERALD_LISTEN", "127.0.0.1:0")
+            .env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("HERALD_RATE_ANON", "0")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn herald");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut printed = String::new();
+        let mut stdout_open = true;
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                // stdout first: the key block is written before the "listening" log line, so
+                // by the time that line is readable the whole block is already in the pipe.
+                tokio::select! {
+                    biased;
+                    line = stdout.next_line(), if stdout_open => match line {
+                        Ok(Some(line)) => {
+                            printed.push_str(&line);
+                            printed.push('\n');
+                        }
+                        _ => stdout_open = false,
+                    },
+                    line = stderr.next_line() => {
+                        let line = line.expect("read stderr").expect("herald exited before listening");
+                        if let Some(rest) = line.split("listening on http://").nth(1) {
+                            return rest.trim().to_owned();
+                        }
+                    }
+                }
+            }
+        })
+        .await
+        .expect("herald did not start within 30 s");
+        // Keep draining both pipes so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        ChildServer {
+            child,
+            addr,
+            stdout: printed,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub async fn run_herald(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run herald");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn key_from(printed: &str) -> String {
+    printed
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("account key:"))
+        .map(|key| key.trim().to_owned())
+        .unwrap_or_else(|| panic!("no account key in output:\n{printed}"))
+}
+
+#[tokio::test]
+async fn first_start_prints_a_working_superuser_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut server = ChildServer::start(&db, &[]).await;
+    assert!(server.stdout.contains("admin@localhost"), "{}", server.stdout);
+    assert!(server.stdout.contains("password:"), "{}", server.stdout);
+    let key = key_from(&server.stdout);
+    assert_eq!(key.len(), 40);
+
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(server.url("/v1.1/instances/"))
+        .header("X-API-KEY", &key)
+        .form(&[("name", "demo1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    server.child.kill().await.unwrap();
+
+    let mut again = ChildServer::start(&db, &[]).await;
+    assert!(!again.stdout.contains("account key"), "{}", again.stdout);
+    let resp = client
+        .get(again.url("/v1.1/instances/demo1/"))
+        .header("X-API-KEY", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    again.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_variables_choose_the_first_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("{}2", "c".repeat(39));
+    let mut server = ChildServer::start(
+        &dir.path().join("h.db"),
+        &[
+            ("HERALD_ADMIN_EMAIL", "Yen@Vengerberg.io"),
+            ("HERALD_ADMIN_PASSWORD", "lilac-and-gooseberries"),
+            ("HERALD_ADMIN_KEY", &key),
+        ],
+    )
+    .await;
+    assert!(!server.stdout.contains("password:"), "{}", server.stdout);
+    assert_eq!(key_from(&server.stdout), key);
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1.1/account/auth/"))
+        .json(&json!({"email": "yen@vengerberg.io", "password": "lilac-and-gooseberries"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["account_key"], key.as_str());
+    server.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_odd_admin_key_stops_startup_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("h.db").display());
+    let bad = format!("{}1", "c".repeat(39));
+    let (code, _, stderr) = run_herald(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &db],
+        &[("HERALD_ADMIN_KEY", &bad)],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("HERALD_ADMIN_KEY"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_database_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut first = ChildServer::start(&db, &[]).await;
+    let url = format!("sqlite://{}", db.display());
+    let (code, _, stderr) = run_herald(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &url],
+        &[],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("in use by another Herald process"),
+        "{stderr}"
+    );
+    // The offline account commands respect the same lock.
+    let (code, _, stderr) = run_herald(&["account", "list", "--database-url", &url], &[]).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("in use by another Herald process"), "{stderr}");
+    first.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_settings_stop_startup_naming_the_setting() {
+    let (code, _, stderr) = run_herald(&["serve", "--history-max-age", "7w"], &[]).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--history-max-age"), "{stderr}");
+
+    let (code, _, stderr) =
+        run_herald(&["serve"], &[("HERALD_SHUTDOWN_GRACE", "soon")]).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--shutdown-grace"), "{stderr}");
+
+    let (code, _, stderr) = run_herald(
+        &["serve", "--database-url", "postgres://localhost/herald"],
+        &[],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--database-url"), "{stderr}");
+}
+
+#[tokio::test]
+async fn version_prints_the_package_version() {
+    let (code, stdout, _) = run_herald(&["--version"], &[]).await;
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), format!("herald {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn account_commands_create_list_and_reset_keys_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let url = format!("sqlite://{}", db.display());
+
+    let (code, _, stderr) = run_herald(&["migrate", "--database-url", &url], &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("up to date"), "{stderr}");
+
+    let (code, created, stderr) = run_herald(
+        &["account", "create", "--email", "Ciri@Cintra.io", "--database-url", &url],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(created.contains("password:"), "{created}");
+    let old_key = key_from(&created);
+
+    let (code, _, stderr) = run_herald(
+        &["account", "create", "--email", "ciri@cintra.io", "--database-url", &url],
+        &[],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("already exists"), "{stderr}");
+
+    let (code, listed, _) = run_herald(&["account", "list", "--database-url", &url], &[]).await;
+    assert_eq!(code, 0);
+    assert!(listed.contains("ciri@cintra.io"), "{listed}");
+
+    let (code, reset, _) = run_herald(
+        &["account", "reset-key", "--email", "ciri@cintra.io", "--database-url", &url],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let new_key = key_from(&reset);
+    assert_ne!(new_key, old_key);
+
+    let (code, _, stderr) = run_herald(
+        &["account", "reset-key", "--email", "nobody@cintra.io", "--database-url", &url],
+        &[],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("no account"), "{stderr}");
+
+    // The server accepts the new key and refuses the old one.
+    let mut server = ChildServer::start(&db, &[]).await;
+    let client = reqwest::Client::new();
+    for (key, status) in [(&new_key, 200), (&old_key, 403)] {
+        let resp = client
+            .get(server.url("/v1.1/account/"))
+            .header("X-API-KEY", key.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status);
+    }
+    server.child.kill().await.unwrap();
+}
