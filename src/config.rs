@@ -126,6 +126,14 @@ fn parse_bytes_limit(raw: &str) -> Result<usize, String> {
     Ok(value)
 }
 
+fn parse_poll_timeout(raw: &str) -> Result<Duration, String> {
+    let value = parse_duration(raw)?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&value) {
+        return Err("must be between 1s and 3600s".into());
+    }
+    Ok(value)
+}
+
 fn parse_interval(raw: &str) -> Result<Duration, String> {
     let value = parse_duration(raw)?;
     if value < Duration::from_millis(10) {
@@ -156,6 +164,26 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_PRUNE_INTERVAL", default_value = "30s", value_parser = parse_interval)]
     pub prune_interval: Duration,
 
+    /// How long a long-poll waits for a message before answering 204 (1s–3600s).
+    #[arg(long, env = "HERALD_POLL_TIMEOUT", default_value = "300s", value_parser = parse_poll_timeout)]
+    pub poll_timeout: Duration,
+
+    /// Messages queued per WebSocket/SSE subscriber before it is disconnected as too slow.
+    #[arg(long, env = "HERALD_STREAM_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub stream_queue: u32,
+
+    /// WebSocket ping period; a connection silent for two periods is closed.
+    #[arg(long, env = "HERALD_WS_PING_INTERVAL", default_value = "30s", value_parser = parse_interval)]
+    pub ws_ping_interval: Duration,
+
+    /// SSE keepalive comment period.
+    #[arg(long, env = "HERALD_SSE_KEEPALIVE", default_value = "15s", value_parser = parse_interval)]
+    pub sse_keepalive: Duration,
+
+    /// SSE `retry:` value sent to browsers.
+    #[arg(long, env = "HERALD_SSE_RETRY", default_value = "2000ms", value_parser = parse_duration)]
+    pub sse_retry: Duration,
+
     /// Largest publish request body, in bytes.
     #[arg(long, env = "HERALD_PUBLISH_MAX_BYTES", default_value = "65536", value_parser = parse_bytes_limit)]
     pub publish_max_bytes: usize,
@@ -171,6 +199,10 @@ pub struct ServeArgs {
     /// Requests per second per instance; 0 = off.
     #[arg(long, env = "HERALD_RATE_INSTANCE", default_value_t = 0)]
     pub rate_instance: u32,
+
+    /// Poll and stream opens per second per instance; 0 = off.
+    #[arg(long, env = "HERALD_RATE_POLL", default_value_t = 0)]
+    pub rate_poll: u32,
 
     /// Take the client IP from the first X-Forwarded-For hop.
     #[arg(long, env = "HERALD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]

@@ -1,97 +1,212 @@
-//! In-process fan-out: who listens to which channel room, and waking them when a message is
-//! committed.
+//! In-process fan-out: who listens to which channel room, and handing them each message once it
+//! is committed.
 //!
-//! The hub never stores anything and is never the source of truth: a publisher tells it about a
-//! message only after the store committed it, and a subscriber that misses a wake-up (it lagged,
-//! or subscribed late) reads the gap back from the store. Each message is serialised once and the
-//! same bytes go to every subscriber.
+//! The hub stores nothing and is never the source of truth. The store calls [`Hub::publish`]
+//! after each commit, in id order per channel (see `Store::publish`), so every subscriber sees a
+//! channel's live messages in increasing id order. A subscriber that falls too far behind is told
+//! (`Lagged`) and reads what it missed from the store. Each message is serialised once; every
+//! subscriber gets the same bytes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::store::Message;
 
-/// One channel room: `room` is `None` on `default`-type channels.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Topic {
-    pub instance_id: i64,
-    pub channel_id: i64,
-    pub room: Option<String>,
-}
-
 /// A committed message as subscribers receive it: its id and its JSON without `links`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Delivery {
     pub id: i64,
     pub json: Bytes,
+    /// The SSE event, built by the first SSE subscriber and shared by the rest.
+    sse_event: OnceLock<Bytes>,
 }
 
-/// How many undelivered messages one topic buffers per subscriber before that subscriber lags
-/// (and must catch up from the store).
-const TOPIC_BUFFER: usize = 1024;
+impl Delivery {
+    pub fn new(id: i64, json: Bytes) -> Delivery {
+        Delivery {
+            id,
+            json,
+            sse_event: OnceLock::new(),
+        }
+    }
 
-#[derive(Default)]
-pub struct Hub {
-    topics: Mutex<HashMap<Topic, broadcast::Sender<Arc<Delivery>>>>,
+    /// `id: <id>\ndata: <json>\n\n`.
+    pub fn sse_event(&self) -> &Bytes {
+        self.sse_event
+            .get_or_init(|| sse_event(self.id, &self.json))
+    }
+}
+
+/// Frames one message as a Server-Sent Event (SPEC §9.10).
+pub fn sse_event(id: i64, json: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(json.len() + 32);
+    event.extend_from_slice(b"id: ");
+    event.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    event.extend_from_slice(b"\ndata: ");
+    event.extend_from_slice(json);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
+}
+
+type Rooms = HashMap<Option<String>, broadcast::Sender<Arc<Delivery>>>;
+
+struct ChannelTopics {
+    instance_id: i64,
+    /// Keyed by room; `None` on `default`-type channels.
+    rooms: Rooms,
+}
+
+struct Inner {
+    channels: Mutex<HashMap<i64, ChannelTopics>>,
+    /// How far one subscriber may fall behind a room's live messages before it lags.
+    capacity: usize,
+    /// Bumped whenever credentials or permissions change; streams re-check on every bump.
+    access: watch::Sender<u64>,
+}
+
+/// Cheap to clone; all clones share one registry.
+#[derive(Clone)]
+pub struct Hub(Arc<Inner>);
+
+/// A live subscription to one channel room. Dropping it unsubscribes.
+pub struct Subscription {
+    receiver: Option<broadcast::Receiver<Arc<Delivery>>>,
+    hub: Hub,
+    channel_id: i64,
+    room: Option<String>,
+}
+
+impl Subscription {
+    /// The next live message. `Lagged` means deliveries were skipped (read them from the store);
+    /// `Closed` means the channel or its instance was deleted.
+    pub async fn recv(&mut self) -> Result<Arc<Delivery>, broadcast::error::RecvError> {
+        match self.receiver.as_mut() {
+            Some(receiver) => receiver.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        // The last subscriber of a room removes it, so idle rooms cost nothing.
+        let mut channels = self.hub.lock();
+        if let Some(topics) = channels.get_mut(&self.channel_id) {
+            if topics
+                .rooms
+                .get(&self.room)
+                .is_some_and(|sender| sender.receiver_count() == 0)
+            {
+                topics.rooms.remove(&self.room);
+            }
+            if topics.rooms.is_empty() {
+                channels.remove(&self.channel_id);
+            }
+        }
+    }
 }
 
 impl Hub {
-    /// Starts listening to a topic. The receiver ends (`Closed`) when the channel or its
-    /// instance is deleted.
-    pub fn subscribe(&self, topic: Topic) -> broadcast::Receiver<Arc<Delivery>> {
-        let mut topics = self.lock();
-        topics
-            .entry(topic)
-            .or_insert_with(|| broadcast::channel(TOPIC_BUFFER).0)
-            .subscribe()
+    pub fn new(capacity: usize) -> Hub {
+        Hub(Arc::new(Inner {
+            channels: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            access: watch::channel(0).0,
+        }))
     }
 
-    /// Tells the topic's subscribers about a committed message. Costs nothing when nobody
+    /// Starts listening to a channel room. Messages committed after this call are delivered.
+    pub fn subscribe(
+        &self,
+        instance_id: i64,
+        channel_id: i64,
+        room: Option<String>,
+    ) -> Subscription {
+        let mut channels = self.lock();
+        let topics = channels.entry(channel_id).or_insert_with(|| ChannelTopics {
+            instance_id,
+            rooms: HashMap::new(),
+        });
+        let receiver = topics
+            .rooms
+            .entry(room.clone())
+            .or_insert_with(|| broadcast::channel(self.0.capacity).0)
+            .subscribe();
+        drop(channels);
+        Subscription {
+            receiver: Some(receiver),
+            hub: self.clone(),
+            channel_id,
+            room,
+        }
+    }
+
+    /// Hands a committed message to its room's subscribers. Costs one map lookup when nobody
     /// listens; otherwise one serialisation shared by all.
-    pub fn publish(&self, topic: &Topic, message: &Message) {
-        let mut topics = self.lock();
-        let Some(sender) = topics.get(topic) else {
+    pub fn publish(&self, channel_id: i64, message: &Message) {
+        let channels = self.lock();
+        let Some(sender) = channels
+            .get(&channel_id)
+            .and_then(|topics| topics.rooms.get(&message.room))
+        else {
             return;
         };
-        let delivery = Arc::new(Delivery {
-            id: message.id,
-            json: Bytes::from(crate::render::message_json(message, None)),
-        });
-        if sender.send(delivery).is_err() {
-            // Every receiver is gone: forget the topic.
-            topics.remove(topic);
-        }
+        let delivery = Arc::new(Delivery::new(
+            message.id,
+            Bytes::from(crate::render::message_json(message, None)),
+        ));
+        // An error only means the last receiver left a moment ago; its Drop cleans up.
+        let _ = sender.send(delivery);
     }
 
     /// Ends every subscription to a deleted channel.
     pub fn close_channel(&self, channel_id: i64) {
-        self.lock()
-            .retain(|topic, _| topic.channel_id != channel_id);
+        self.lock().remove(&channel_id);
     }
 
     /// Ends every subscription in a deleted instance.
     pub fn close_instance(&self, instance_id: i64) {
         self.lock()
-            .retain(|topic, _| topic.instance_id != instance_id);
+            .retain(|_, topics| topics.instance_id != instance_id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, broadcast::Sender<Arc<Delivery>>>> {
+    /// Tells every stream to re-check its credentials and permissions now.
+    pub fn access_changed(&self) {
+        self.0.access.send_modify(|generation| *generation += 1);
+    }
+
+    pub fn watch_access(&self) -> watch::Receiver<u64> {
+        self.0.access.subscribe()
+    }
+
+    /// Live subscriptions, for metrics and tests.
+    pub fn subscriber_count(&self) -> usize {
+        self.lock()
+            .values()
+            .flat_map(|topics| topics.rooms.values())
+            .map(broadcast::Sender::receiver_count)
+            .sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ChannelTopics>> {
         // A poisoned lock means a panic elsewhere mid-operation; the map itself is intact.
-        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use broadcast::error::RecvError;
 
-    fn message(id: i64) -> Message {
+    fn message(id: i64, room: &str) -> Message {
         Message {
             id,
-            room: Some("lobby".into()),
+            room: Some(room.into()),
             action: "custom",
             author: "{\"admin\":1}".into(),
             metadata: "{\"type\":\"message\"}".into(),
@@ -100,36 +215,56 @@ mod tests {
         }
     }
 
-    fn topic(room: &str) -> Topic {
-        Topic {
-            instance_id: 1,
-            channel_id: 2,
-            room: Some(room.into()),
-        }
-    }
-
     #[tokio::test]
-    async fn subscribers_of_a_room_get_the_same_bytes() {
-        let hub = Hub::default();
-        let mut a = hub.subscribe(topic("lobby"));
-        let mut b = hub.subscribe(topic("lobby"));
-        let mut other = hub.subscribe(topic("other"));
-        hub.publish(&topic("lobby"), &message(7));
+    async fn subscribers_of_a_room_share_the_same_bytes() {
+        let hub = Hub::new(16);
+        let mut a = hub.subscribe(1, 2, Some("lobby".into()));
+        let mut b = hub.subscribe(1, 2, Some("lobby".into()));
+        let mut other = hub.subscribe(1, 2, Some("other".into()));
+        hub.publish(2, &message(7, "lobby"));
         let (da, db) = (a.recv().await.unwrap(), b.recv().await.unwrap());
         assert_eq!(da.id, 7);
         assert!(Arc::ptr_eq(&da, &db));
-        assert!(other.try_recv().is_err());
         assert!(!String::from_utf8_lossy(&da.json).contains("links"));
+        hub.publish(2, &message(8, "other"));
+        assert_eq!(other.recv().await.unwrap().id, 8);
     }
 
     #[tokio::test]
-    async fn deleting_a_channel_ends_its_subscriptions() {
-        let hub = Hub::default();
-        let mut rx = hub.subscribe(topic("lobby"));
+    async fn deleting_a_channel_or_instance_ends_its_subscriptions() {
+        let hub = Hub::new(16);
+        let mut by_channel = hub.subscribe(1, 2, None);
+        let mut by_instance = hub.subscribe(1, 3, None);
+        let mut elsewhere = hub.subscribe(9, 4, None);
         hub.close_channel(2);
-        assert!(matches!(
-            rx.recv().await,
-            Err(broadcast::error::RecvError::Closed)
-        ));
+        assert!(matches!(by_channel.recv().await, Err(RecvError::Closed)));
+        hub.close_instance(1);
+        assert!(matches!(by_instance.recv().await, Err(RecvError::Closed)));
+        assert_eq!(hub.subscriber_count(), 1);
+        drop(elsewhere.receiver.take());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_it_lagged() {
+        let hub = Hub::new(2);
+        let mut slow = hub.subscribe(1, 2, None);
+        for id in 1..=5 {
+            let mut m = message(id, "x");
+            m.room = None;
+            hub.publish(2, &m);
+        }
+        assert!(matches!(slow.recv().await, Err(RecvError::Lagged(3))));
+        assert_eq!(slow.recv().await.unwrap().id, 4);
+    }
+
+    #[test]
+    fn dropping_the_last_subscription_forgets_the_room() {
+        let hub = Hub::new(4);
+        let a = hub.subscribe(1, 2, Some("r".into()));
+        let b = hub.subscribe(1, 2, Some("r".into()));
+        drop(a);
+        assert_eq!(hub.subscriber_count(), 1);
+        drop(b);
+        assert!(hub.lock().is_empty());
     }
 }

@@ -76,7 +76,8 @@ pub async fn run(
     ));
 
     let grace = args.shutdown_grace;
-    let state = http::AppState::new(args, store, Hub::default(), token.clone());
+    let hub = Hub::new(args.stream_queue as usize);
+    let state = http::AppState::new(args, store, hub, token.clone(), tasks.clone());
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
     let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     tracing::info!("listening on http://{local_addr}");
@@ -104,7 +105,10 @@ pub async fn run(
             }
         }
     }
+    // Streams and the pruner watch the token; give them what is left of the grace period.
     tasks.close();
-    tasks.wait().await;
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("shutdown grace elapsed with streams still closing");
+    }
     Ok(())
 }

@@ -209,6 +209,7 @@ async fn reset_account_key(
         .set_account_key(caller.id, key.as_str(), &key.digest())
         .await?;
     app.keys.forget_account(caller.id);
+    app.hub.access_changed();
     Ok(json_response(StatusCode::OK, &account_json(&account, true)))
 }
 

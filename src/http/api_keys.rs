@@ -202,6 +202,7 @@ async fn update_api_key(
         .await?;
     // Flags decide the caller class: cached credentials must not outlive them.
     app.keys.forget_api_key(key.id);
+    app.hub.access_changed();
     Ok(json_response(
         StatusCode::OK,
         &api_key_json(&scope.instance.name, &updated),
@@ -216,6 +217,7 @@ async fn delete_api_key(
     let (scope, key) = owned_key(&app, &req, &params).await?;
     app.store.delete_api_key(scope.instance.id, key.id).await?;
     app.keys.forget_api_key(key.id);
+    app.hub.access_changed();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -231,6 +233,7 @@ async fn reset_api_key(
         .set_api_key_key(scope.instance.id, key.id, fresh.as_str(), &fresh.digest())
         .await?;
     app.keys.forget_api_key(key.id);
+    app.hub.access_changed();
     Ok(json_response(
         StatusCode::OK,
         &api_key_json(&scope.instance.name, &updated),

@@ -250,6 +250,7 @@ async fn update_channel(
         .await;
     app.channels.remove(&(scope.instance.id, name));
     let updated = updated?;
+    app.hub.access_changed();
     Ok(json_response(
         StatusCode::OK,
         &channel_json(&scope.instance.name, &updated),

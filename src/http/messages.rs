@@ -16,7 +16,6 @@ use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, PathParams, PublishRequest, Query};
 use crate::error::{ApiError, json_bytes_response, json_response};
-use crate::hub::Topic;
 use crate::model::{self, ChannelType};
 use crate::render::message_json;
 use crate::store::{Channel, Message, NewMessage};
@@ -46,7 +45,7 @@ fn self_link(instance: &str, channel: &str, id: i64) -> String {
 
 /// The room a request addresses: normalised, required on `separate_rooms` channels and ignored
 /// (always `None`) on `default` ones.
-fn channel_room(channel: &Channel, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+pub fn channel_room(channel: &Channel, raw: Option<&str>) -> Result<Option<String>, ApiError> {
     if channel.kind == ChannelType::Default {
         return Ok(None);
     }
@@ -108,25 +107,25 @@ async fn publish_message(
         Some(_) => return Err(ApiError::field("room", "Not a valid string.")),
     };
     let room = channel_room(&channel, room)?;
-    let message = app
-        .store
-        .publish(
-            &channel,
-            NewMessage {
-                room,
-                action: "custom",
-                author: scope.caller.author_json(),
-                metadata: PUBLISHED_METADATA.to_owned(),
-                payload,
-            },
-        )
-        .await?;
-    let topic = Topic {
-        instance_id: scope.instance.id,
-        channel_id: channel.id,
-        room: message.room.clone(),
+    let new = NewMessage {
+        room,
+        action: "custom",
+        author: scope.caller.author_json(),
+        metadata: PUBLISHED_METADATA.to_owned(),
+        payload,
     };
-    app.hub.publish(&topic, &message);
+    // Its own task: a client that hangs up mid-publish cannot cancel the store between the commit
+    // and the hub notification, which would hide a committed message from live subscribers.
+    let message = tokio::spawn({
+        let (store, hub, channel) = (app.store.clone(), app.hub.clone(), channel.clone());
+        async move {
+            store
+                .publish(&channel, new, &|message| hub.publish(channel.id, message))
+                .await
+        }
+    })
+    .await
+    .map_err(|err| ApiError::Internal(err.into()))??;
     let link = self_link(&scope.instance.name, &channel.name, message.id);
     Ok(json_bytes_response(
         StatusCode::CREATED,

@@ -9,8 +9,10 @@ mod input;
 mod instances;
 mod messages;
 mod paging;
+mod poll;
 mod request;
 mod scope;
+mod stream;
 
 use std::net::IpAddr;
 use std::ops::Deref;
@@ -24,6 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::KeyCache;
 use crate::cache::Cache;
@@ -48,7 +51,10 @@ pub struct App {
     pub channels: Cache<(i64, String), Channel>,
     pub anonymous_limit: RateLimiter<IpAddr>,
     pub instance_limit: RateLimiter<i64>,
+    pub poll_limit: RateLimiter<i64>,
     pub shutdown: CancellationToken,
+    /// Long-lived tasks (streams) that shutdown waits for.
+    pub tasks: TaskTracker,
 }
 
 impl Deref for AppState {
@@ -64,8 +70,10 @@ impl AppState {
         store: Arc<dyn Store>,
         hub: Hub,
         shutdown: CancellationToken,
+        tasks: TaskTracker,
     ) -> AppState {
         AppState(Arc::new(App {
+            poll_limit: RateLimiter::new(config.rate_poll),
             anonymous_limit: RateLimiter::new(config.rate_anon),
             instance_limit: RateLimiter::new(config.rate_instance),
             config,
@@ -75,6 +83,7 @@ impl AppState {
             instances: Cache::default(),
             channels: Cache::default(),
             shutdown,
+            tasks,
         }))
     }
 }
@@ -89,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api_keys::router())
         .merge(channels::router())
         .merge(messages::router())
+        .merge(poll::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use super::request::ApiRequest;
 use super::App;
+use super::request::ApiRequest;
 use crate::auth::{AccountCredential, ApiKeyCredential, Credential, Presented};
 use crate::error::ApiError;
+use crate::keys::Key;
 use crate::store::{Channel, Instance, StoreError};
 
 /// The caller classes of SPEC §3.4 for an instance-scoped request.
@@ -54,10 +55,39 @@ impl Caller {
     }
 }
 
+/// Which rate budget a request with a valid instance key spends (§2.8).
+#[derive(Clone, Copy, Debug)]
+pub enum Budget {
+    Instance,
+    /// Poll and stream opens.
+    Poll,
+}
+
+/// The caller class a resolved credential has in `instance`; `None` when the credential is not
+/// valid there (an API key of another instance, or no credential).
+pub fn caller_for(instance: &Instance, credential: Option<Credential>) -> Option<Caller> {
+    match credential? {
+        Credential::Account(account) if account.id == instance.owner_id => {
+            Some(Caller::Owner(account))
+        }
+        Credential::Account(_) => Some(Caller::OtherAccount),
+        Credential::ApiKey(key) if key.instance_id == instance.id => Some(if key.ignore_acl {
+            Caller::Trusted(key)
+        } else if key.allow_anonymous_read {
+            Caller::AnonymousReader(key)
+        } else {
+            Caller::Bare(key)
+        }),
+        Credential::ApiKey(_) => None,
+    }
+}
+
 /// A request resolved against an instance.
 pub struct InstanceScope {
     pub instance: Arc<Instance>,
     pub caller: Caller,
+    /// The key the caller presented, kept so long-lived streams can re-check it.
+    pub key: Option<Key>,
 }
 
 /// A request outside any instance, by a valid key.
@@ -153,40 +183,52 @@ impl App {
         req: &ApiRequest<P>,
         instance_name: &str,
     ) -> Result<InstanceScope, ApiError> {
+        self.instance_scope_charging(req, instance_name, Budget::Instance)
+            .await
+    }
+
+    /// As [`App::instance_scope`], charging a valid key's request to `budget`.
+    pub async fn instance_scope_charging<const P: bool>(
+        &self,
+        req: &ApiRequest<P>,
+        instance_name: &str,
+        budget: Budget,
+    ) -> Result<InstanceScope, ApiError> {
         let instance = self.instance(instance_name).await?;
         let (presented, credential) = self.presented_credential(req).await?;
-        let caller = match credential {
-            Some(Credential::Account(account)) if account.id == instance.owner_id => {
-                Caller::Owner(account)
+        if let Some(Credential::ApiKey(key)) = &credential
+            && key.instance_id == instance.id
+        {
+            let limiter = match budget {
+                Budget::Instance => &self.instance_limit,
+                Budget::Poll => &self.poll_limit,
+            };
+            limiter
+                .check(instance.id)
+                .map_err(|retry_after_secs| ApiError::Throttled { retry_after_secs })?;
+            if first_user_key(req).is_some() || req.body_key("_user_key").await.is_some() {
+                // No user of this instance can hold a key yet: users and their keys arrive
+                // with issue #4, which replaces this branch with the real lookup.
+                return Err(ApiError::Forbidden("No such User Key."));
             }
-            Some(Credential::Account(_)) => Caller::OtherAccount,
-            Some(Credential::ApiKey(key)) if key.instance_id == instance.id => {
-                self.instance_limit
-                    .check(instance.id)
-                    .map_err(|retry_after_secs| ApiError::Throttled { retry_after_secs })?;
-                if first_user_key(req).is_some() || req.body_key("_user_key").await.is_some() {
-                    // No user of this instance can hold a key yet: users and their keys arrive
-                    // with issue #4, which replaces this branch with the real lookup.
-                    return Err(ApiError::Forbidden("No such User Key."));
-                }
-                if key.ignore_acl {
-                    Caller::Trusted(key)
-                } else if key.allow_anonymous_read {
-                    Caller::AnonymousReader(key)
-                } else {
-                    Caller::Bare(key)
-                }
-            }
-            // An API key of another instance is as unknown here as a made-up one.
-            Some(Credential::ApiKey(_)) | None => {
+        }
+        match caller_for(&instance, credential) {
+            Some(caller) => Ok(InstanceScope {
+                instance,
+                caller,
+                key: match presented {
+                    Presented::Key(key) => Some(key),
+                    Presented::Nothing | Presented::Malformed => None,
+                },
+            }),
+            None => {
                 self.charge_anonymous(req)?;
-                return Err(match presented {
+                Err(match presented {
                     Presented::Nothing => ApiError::PermissionDenied,
                     Presented::Malformed | Presented::Key(_) => ApiError::NoSuchApiKey,
-                });
+                })
             }
-        };
-        Ok(InstanceScope { instance, caller })
+        }
     }
 
     /// Resolves the caller of a request outside any instance. `None` when no key was sent.

@@ -275,7 +275,19 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a message in `channel`, allocating the channel's next id in the same transaction,
     /// so committed ids are consecutive and never become visible out of order (SPEC §9.5).
     /// Returns only after the commit is durable. `NotFound` if the channel was deleted.
-    async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message>;
+    ///
+    /// `on_commit` runs right after the commit, before any later message of the same channel
+    /// can commit, so calls to it are made in id order per channel: the hub relies on this to
+    /// deliver live messages in order (§9.11 item 4). It must be quick and must not block.
+    async fn publish(
+        &self,
+        channel: &Channel,
+        new: NewMessage,
+        on_commit: &(dyn for<'m> Fn(&'m Message) + Send + Sync),
+    ) -> StoreResult<Message>;
+    /// The last id allocated in the channel (0 before its first message): a live subscription
+    /// positioned here receives exactly the messages committed after it started.
+    async fn last_message_id(&self, channel: &Channel) -> StoreResult<i64>;
     /// Messages of one channel room (`None` for `default` channels) in the page's id window.
     async fn history(
         &self,

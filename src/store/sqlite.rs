@@ -755,8 +755,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {
-        let mut tx = self.writer.begin().await?;
+    async fn publish(
+        &self,
+        channel: &Channel,
+        new: NewMessage,
+        on_commit: &(dyn for<'m> Fn(&'m Message) + Send + Sync),
+    ) -> StoreResult<Message> {
+        // The writer pool's only connection is held until `on_commit` returned: commits, and so
+        // the notifications that follow them, happen strictly in id order.
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // The channel row must still be there: a publish racing a delete must not store an
         // orphan (the foreign key would refuse it anyway; this gives a clean NotFound first).
         let live: Option<i64> = sqlx::query_scalar("SELECT id FROM channels WHERE id = ?")
@@ -791,7 +799,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Message {
+        let message = Message {
             id,
             room: new.room,
             action: new.action,
@@ -799,7 +807,21 @@ impl Store for SqliteStore {
             metadata: new.metadata,
             payload: new.payload,
             created_at,
-        })
+        };
+        on_commit(&message);
+        drop(conn);
+        Ok(message)
+    }
+
+    async fn last_message_id(&self, channel: &Channel) -> StoreResult<i64> {
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT last_id FROM channel_sequences WHERE instance_id = ? AND name = ?",
+        )
+        .bind(channel.instance_id)
+        .bind(&channel.name)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(last.unwrap_or(0))
     }
 
     async fn history(

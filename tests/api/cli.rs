@@ -106,7 +106,11 @@ async fn first_start_prints_a_working_superuser_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     let mut server = ChildServer::start(&db, &[]).await;
-    assert!(server.stdout.contains("admin@localhost"), "{}", server.stdout);
+    assert!(
+        server.stdout.contains("admin@localhost"),
+        "{}",
+        server.stdout
+    );
     assert!(server.stdout.contains("password:"), "{}", server.stdout);
     let key = key_from(&server.stdout);
     assert_eq!(key.len(), 40);
@@ -194,7 +198,10 @@ async fn a_second_process_on_the_same_database_refuses_to_start() {
     // The offline account commands respect the same lock.
     let (code, _, stderr) = run_herald(&["account", "list", "--database-url", &url], &[]).await;
     assert_ne!(code, 0);
-    assert!(stderr.contains("in use by another Herald process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another Herald process"),
+        "{stderr}"
+    );
     first.child.kill().await.unwrap();
 }
 
@@ -204,8 +211,7 @@ async fn invalid_settings_stop_startup_naming_the_setting() {
     assert_ne!(code, 0);
     assert!(stderr.contains("--history-max-age"), "{stderr}");
 
-    let (code, _, stderr) =
-        run_herald(&["serve"], &[("HERALD_SHUTDOWN_GRACE", "soon")]).await;
+    let (code, _, stderr) = run_herald(&["serve"], &[("HERALD_SHUTDOWN_GRACE", "soon")]).await;
     assert_ne!(code, 0);
     assert!(stderr.contains("--shutdown-grace"), "{stderr}");
 
@@ -222,7 +228,10 @@ async fn invalid_settings_stop_startup_naming_the_setting() {
 async fn version_prints_the_package_version() {
     let (code, stdout, _) = run_herald(&["--version"], &[]).await;
     assert_eq!(code, 0);
-    assert_eq!(stdout.trim(), format!("herald {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout.trim(),
+        format!("herald {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test]
@@ -236,7 +245,14 @@ async fn account_commands_create_list_and_reset_keys_offline() {
     assert!(stderr.contains("up to date"), "{stderr}");
 
     let (code, created, stderr) = run_herald(
-        &["account", "create", "--email", "Ciri@Cintra.io", "--database-url", &url],
+        &[
+            "account",
+            "create",
+            "--email",
+            "Ciri@Cintra.io",
+            "--database-url",
+            &url,
+        ],
         &[],
     )
     .await;
@@ -245,7 +261,14 @@ async fn account_commands_create_list_and_reset_keys_offline() {
     let old_key = key_from(&created);
 
     let (code, _, stderr) = run_herald(
-        &["account", "create", "--email", "ciri@cintra.io", "--database-url", &url],
+        &[
+            "account",
+            "create",
+            "--email",
+            "ciri@cintra.io",
+            "--database-url",
+            &url,
+        ],
         &[],
     )
     .await;
@@ -257,7 +280,14 @@ async fn account_commands_create_list_and_reset_keys_offline() {
     assert!(listed.contains("ciri@cintra.io"), "{listed}");
 
     let (code, reset, _) = run_herald(
-        &["account", "reset-key", "--email", "ciri@cintra.io", "--database-url", &url],
+        &[
+            "account",
+            "reset-key",
+            "--email",
+            "ciri@cintra.io",
+            "--database-url",
+            &url,
+        ],
         &[],
     )
     .await;
@@ -266,7 +296,14 @@ async fn account_commands_create_list_and_reset_keys_offline() {
     assert_ne!(new_key, old_key);
 
     let (code, _, stderr) = run_herald(
-        &["account", "reset-key", "--email", "nobody@cintra.io", "--database-url", &url],
+        &[
+            "account",
+            "reset-key",
+            "--email",
+            "nobody@cintra.io",
+            "--database-url",
+            &url,
+        ],
         &[],
     )
     .await;

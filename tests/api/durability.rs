@@ -13,7 +13,12 @@ const PUBLISHERS: usize = 4;
 /// Acknowledged publishes to wait for before the kill.
 const ACKED_BEFORE_KILL: usize = 300;
 
-async fn publish_until_failure(client: reqwest::Client, url: String, acked: Arc<Mutex<Vec<i64>>>, n: usize) {
+async fn publish_until_failure(
+    client: reqwest::Client,
+    url: String,
+    acked: Arc<Mutex<Vec<i64>>>,
+    n: usize,
+) {
     for i in 0.. {
         let sent = client
             .post(&url)
@@ -25,7 +30,9 @@ async fn publish_until_failure(client: reqwest::Client, url: String, acked: Arc<
         if resp.status() != 201 {
             return;
         }
-        let Ok(body) = resp.json::<Value>().await else { return };
+        let Ok(body) = resp.json::<Value>().await else {
+            return;
+        };
         acked.lock().unwrap().push(body["id"].as_i64().expect("id"));
     }
 }
@@ -87,7 +94,14 @@ async fn acknowledged_publishes_survive_sigkill_with_consecutive_ids() {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let url = server.url("/v1.1/instances/crash-test/channels/log/publish/");
     let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|n| tokio::spawn(publish_until_failure(client.clone(), url.clone(), acked.clone(), n)))
+        .map(|n| {
+            tokio::spawn(publish_until_failure(
+                client.clone(),
+                url.clone(),
+                acked.clone(),
+                n,
+            ))
+        })
         .collect();
     // Kill mid-stream, as soon as enough publishes were acknowledged.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);

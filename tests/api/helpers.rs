@@ -98,7 +98,10 @@ impl TestApp {
             {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "server never became ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server never became ready"
+            );
             tokio::task::yield_now().await;
         }
     }
@@ -170,10 +173,14 @@ impl TestApp {
 
     /// Creates an instance owned by the superuser.
     pub async fn create_instance(&self, name: &str) -> Value {
-        self.post("/v1.1/instances/", Some(&self.admin_key), json!({"name": name}))
-            .await
-            .assert_status(201)
-            .clone()
+        self.post(
+            "/v1.1/instances/",
+            Some(&self.admin_key),
+            json!({"name": name}),
+        )
+        .await
+        .assert_status(201)
+        .clone()
     }
 
     /// Creates an API key with the given flags and returns its key value.

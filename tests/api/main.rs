@@ -2,17 +2,17 @@
 
 mod helpers;
 
-mod smoke;
 mod accounts;
 mod api_keys;
 mod authentication;
 mod channels;
+mod cli;
 mod conventions;
+mod durability;
 mod history;
 mod instances;
 mod isolation;
 mod publish;
-mod robustness;
-mod cli;
-mod durability;
 mod retention;
+mod robustness;
+mod smoke;

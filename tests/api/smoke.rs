@@ -6,7 +6,9 @@ use crate::helpers::TestApp;
 async fn the_seed_publish_returns_exactly_the_documented_fields() {
     let app = TestApp::spawn().await;
     app.create_instance("rivia").await;
-    let key = app.create_api_key("rivia", json!({"ignore_acl": true})).await;
+    let key = app
+        .create_api_key("rivia", json!({"ignore_acl": true}))
+        .await;
     app.create_channel(
         "rivia",
         json!({"name": "witchers", "type": "separate_rooms", "custom_publish": true}),
@@ -20,15 +22,32 @@ async fn the_seed_publish_returns_exactly_the_documented_fields() {
         )
         .await;
     let body = resp.assert_status(201).clone();
-    let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["action", "author", "created_at", "id", "links", "metadata", "payload", "room"]
+        [
+            "action",
+            "author",
+            "created_at",
+            "id",
+            "links",
+            "metadata",
+            "payload",
+            "room"
+        ]
     );
     assert_eq!(body["action"], "custom");
     assert_eq!(body["metadata"], json!({"type": "message"}));
-    assert_eq!(body["payload"], json!({"message": "Hello Witchers!", "type": "welcome"}));
+    assert_eq!(
+        body["payload"],
+        json!({"message": "Hello Witchers!", "type": "welcome"})
+    );
     assert_eq!(body["room"], "secret-room");
     let id = body["id"].as_i64().unwrap();
     assert_eq!(

@@ -1,0 +1,465 @@
+//! WebSocket and SSE subscribers (SPEC §9.9, §9.10): replay from storage, then live, with no
+//! gap and no duplicate at the seam.
+//!
+//! One engine drives both transports. A stream has a *position* (the last id it sent, or for a
+//! live-only stream the channel's last id when it opened). It subscribes to the hub first, then
+//! replays `id > position` from storage page by page as the socket drains, then forwards live
+//! deliveries, skipping any id at or below its position. Whatever the hub could not hold
+//! (`Lagged`) is read back from storage the same way, so nothing is lost and nothing repeats.
+//!
+//! Each stream has its own bounded queue of `stream_queue` live messages. A client too slow to
+//! drain it gets the overflow error and is closed (1013); publishers never wait for anyone.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+use super::AppState;
+use super::channels::may_subscribe;
+use super::scope::{Caller, caller_for};
+use crate::error::{ApiError, PERMISSION_DENIED};
+use crate::hub::Delivery;
+use crate::keys::Key;
+use crate::render::message_json;
+use crate::store::{Channel, IdPage, Instance};
+
+/// Messages read from storage per replay query.
+const REPLAY_PAGE: i64 = 256;
+/// Client frames above this close the connection with 1009 (SPEC §9.9).
+const MAX_CLIENT_FRAME: usize = 4096;
+/// Credentials and permission are re-checked at least this often, and on every change.
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// What a stream follows, and with which key it was opened.
+pub struct StreamTarget {
+    pub instance: Arc<Instance>,
+    pub channel: Arc<Channel>,
+    pub room: Option<String>,
+    pub key: Option<Key>,
+}
+
+/// Why a stream ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client hung up or closed; nothing more to send.
+    ClientGone,
+    Shutdown,
+    Denied,
+    NotFound,
+    Overflow,
+    Oversized,
+    Unresponsive,
+    Internal,
+}
+
+impl End {
+    /// The error detail sent before closing, if any.
+    fn detail(&self) -> Option<&'static str> {
+        match self {
+            End::Denied => Some(PERMISSION_DENIED),
+            End::NotFound => Some("Not found."),
+            End::Overflow => Some("Subscriber queue overflow. Reconnect with last_id."),
+            End::Internal => Some("Internal server error."),
+            End::ClientGone | End::Shutdown | End::Oversized | End::Unresponsive => None,
+        }
+    }
+
+    fn close_code(&self) -> u16 {
+        match self {
+            End::ClientGone => 1000,
+            End::Shutdown | End::Unresponsive => 1001,
+            End::Denied | End::NotFound => 1008,
+            End::Oversized => 1009,
+            End::Internal => 1011,
+            End::Overflow => 1013,
+        }
+    }
+}
+
+/// What the client side of a WebSocket did.
+enum ClientEvent {
+    /// Any frame: the connection is alive.
+    Activity,
+    Oversized,
+    Gone,
+}
+
+/// A transport's way of writing to the subscriber.
+trait Outbox {
+    /// Sends one message; `Err` when the client is gone.
+    async fn send(&mut self, delivery: &Delivery) -> Result<(), ()>;
+    /// A liveness frame: WebSocket Ping or SSE keepalive comment.
+    async fn idle(&mut self) -> Result<(), ()>;
+    /// Sends the final error (if any) and closes.
+    async fn finish(&mut self, end: &End);
+}
+
+struct WsOutbox(SplitSink<WebSocket, WsMessage>);
+
+impl Outbox for WsOutbox {
+    async fn send(&mut self, delivery: &Delivery) -> Result<(), ()> {
+        // The JSON was produced from a Rust String: valid UTF-8, and shared, not copied.
+        let text = Utf8Bytes::try_from(delivery.json.clone()).map_err(|_| ())?;
+        self.0.send(WsMessage::Text(text)).await.map_err(|_| ())
+    }
+
+    async fn idle(&mut self) -> Result<(), ()> {
+        self.0
+            .send(WsMessage::Ping(Bytes::new()))
+            .await
+            .map_err(|_| ())
+    }
+
+    async fn finish(&mut self, end: &End) {
+        if *end == End::ClientGone {
+            let _ = self.0.close().await;
+            return;
+        }
+        if let Some(detail) = end.detail() {
+            let frame = serde_json::json!({ "detail": detail }).to_string();
+            let _ = self.0.send(WsMessage::Text(frame.into())).await;
+        }
+        let close = CloseFrame {
+            code: end.close_code(),
+            reason: Utf8Bytes::from_static(""),
+        };
+        let _ = self.0.send(WsMessage::Close(Some(close))).await;
+        let _ = self.0.close().await;
+    }
+}
+
+struct SseOutbox(mpsc::Sender<Bytes>);
+
+impl Outbox for SseOutbox {
+    async fn send(&mut self, delivery: &Delivery) -> Result<(), ()> {
+        self.0
+            .send(delivery.sse_event().clone())
+            .await
+            .map_err(|_| ())
+    }
+
+    async fn idle(&mut self) -> Result<(), ()> {
+        self.0
+            .send(Bytes::from_static(b": keepalive\n\n"))
+            .await
+            .map_err(|_| ())
+    }
+
+    async fn finish(&mut self, end: &End) {
+        if let Some(detail) = end.detail() {
+            let data = serde_json::json!({ "detail": detail }).to_string();
+            let event = format!("event: error\ndata: {data}\n\n");
+            let _ = self.0.send(Bytes::from(event)).await;
+        }
+        // Dropping the sender (with the outbox) ends the response body.
+    }
+}
+
+/// Answers the upgrade; the stream runs on a tracked task so shutdown can wait for its close.
+pub fn websocket(
+    app: AppState,
+    target: StreamTarget,
+    last_id: Option<i64>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        // Oversized client frames are detected by us (1009); this only bounds memory.
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .on_upgrade(move |socket| {
+            let tasks = app.tasks.clone();
+            tasks.track_future(async move {
+                let (sink, stream) = socket.split();
+                let (events_tx, events_rx) = mpsc::channel(8);
+                let reader = tokio::spawn(read_client(stream, events_tx));
+                let mut outbox = WsOutbox(sink);
+                let ping = app.config.ws_ping_interval;
+                let end = run(&app, &target, last_id, &mut outbox, Some(events_rx), ping).await;
+                outbox.finish(&end).await;
+                reader.abort();
+            })
+        })
+}
+
+/// Starts the event stream; the engine feeds the response body through a one-slot channel,
+/// so it writes only as fast as the socket drains.
+pub fn sse(app: AppState, target: StreamTarget, last_id: Option<i64>) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let tasks = app.tasks.clone();
+    tasks.spawn(async move {
+        let mut outbox = SseOutbox(tx);
+        let retry = format!("retry: {}\n\n", app.config.sse_retry.as_millis());
+        if outbox.0.send(Bytes::from(retry)).await.is_err() {
+            return;
+        }
+        let keepalive = app.config.sse_keepalive;
+        let end = run(&app, &target, last_id, &mut outbox, None, keepalive).await;
+        outbox.finish(&end).await;
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+async fn read_client(mut stream: SplitStream<WebSocket>, events: mpsc::Sender<ClientEvent>) {
+    while let Some(frame) = stream.next().await {
+        let event = match frame {
+            Ok(WsMessage::Close(_)) => ClientEvent::Gone,
+            Ok(WsMessage::Text(text)) if text.len() > MAX_CLIENT_FRAME => ClientEvent::Oversized,
+            Ok(WsMessage::Binary(data)) if data.len() > MAX_CLIENT_FRAME => ClientEvent::Oversized,
+            Ok(_) => ClientEvent::Activity,
+            Err(err) if err.to_string().contains("too long") => ClientEvent::Oversized,
+            Err(_) => ClientEvent::Gone,
+        };
+        match event {
+            // Liveness notes may be dropped when the engine is busy; it only needs one.
+            ClientEvent::Activity => {
+                let _ = events.try_send(event);
+            }
+            terminal => {
+                let _ = events.send(terminal).await;
+                return;
+            }
+        }
+    }
+    let _ = events.send(ClientEvent::Gone).await;
+}
+
+/// Does the stream's key still grant subscribe permission on the same channel?
+async fn recheck(app: &AppState, target: &StreamTarget) -> Result<(), End> {
+    let Some(key) = &target.key else {
+        return Err(End::Denied);
+    };
+    let credential = app
+        .keys
+        .resolve(app.store.as_ref(), key)
+        .await
+        .map_err(|_| End::Internal)?;
+    let caller = match caller_for(&target.instance, credential) {
+        None | Some(Caller::OtherAccount) => return Err(End::Denied),
+        Some(caller) => caller,
+    };
+    let channel = match app.channel(target.instance.id, &target.channel.name).await {
+        Ok(channel) if channel.id == target.channel.id => channel,
+        Ok(_) | Err(ApiError::NotFound) => return Err(End::NotFound),
+        Err(_) => return Err(End::Internal),
+    };
+    if !may_subscribe(&caller, &channel) {
+        return Err(End::Denied);
+    }
+    Ok(())
+}
+
+async fn next_client_event(events: &mut Option<mpsc::Receiver<ClientEvent>>) -> ClientEvent {
+    match events {
+        Some(rx) => rx.recv().await.unwrap_or(ClientEvent::Gone),
+        None => std::future::pending().await,
+    }
+}
+
+/// The engine: replay, then live, until something ends the stream.
+async fn run<O: Outbox>(
+    app: &AppState,
+    target: &StreamTarget,
+    last_id: Option<i64>,
+    out: &mut O,
+    mut client: Option<mpsc::Receiver<ClientEvent>>,
+    idle_period: Duration,
+) -> End {
+    let queue_limit = app.config.stream_queue as usize;
+    let mut access = app.hub.watch_access();
+    access.mark_unchanged();
+    let mut rechecks = interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let mut idle = interval_at(Instant::now() + idle_period, idle_period);
+    idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    // A live-only stream starts at the channel's current end: read before subscribing, so a
+    // message committed in between is replayed from storage rather than skipped.
+    let mut position = match last_id {
+        Some(id) => id,
+        None => match app.store.last_message_id(&target.channel).await {
+            Ok(id) => id,
+            Err(_) => return End::Internal,
+        },
+    };
+
+    loop {
+        let mut subscription =
+            app.hub
+                .subscribe(target.instance.id, target.channel.id, target.room.clone());
+
+        // Replay: read storage page by page; each page is written as the socket drains.
+        loop {
+            let page = IdPage {
+                after: Some(position),
+                before: None,
+                descending: false,
+                limit: REPLAY_PAGE,
+            };
+            let messages = match app
+                .store
+                .history(target.channel.id, target.room.as_deref(), page)
+                .await
+            {
+                Ok(messages) => messages,
+                Err(_) => return End::Internal,
+            };
+            for message in &messages {
+                let delivery = Delivery::new(message.id, Bytes::from(message_json(message, None)));
+                // Client frames wait until the live phase; a send is never abandoned midway
+                // except to close, so nothing can be written twice.
+                let sent = tokio::select! {
+                    biased;
+                    () = app.shutdown.cancelled() => return End::Shutdown,
+                    sent = out.send(&delivery) => sent,
+                };
+                if sent.is_err() {
+                    return End::ClientGone;
+                }
+                position = message.id;
+            }
+            if (messages.len() as i64) < REPLAY_PAGE {
+                break;
+            }
+        }
+
+        // Live: forward deliveries through this stream's bounded queue.
+        let mut queue: VecDeque<Arc<Delivery>> = VecDeque::new();
+        let lagged = loop {
+            let front = queue.front().cloned();
+            let step = match front {
+                Some(delivery) => {
+                    let send = out.send(&delivery);
+                    tokio::pin!(send);
+                    // A lag noticed mid-send is acted on once the send completed, so the
+                    // storage catch-up starts exactly after what the client received.
+                    let mut lagged = false;
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = app.shutdown.cancelled() => break Step::End(End::Shutdown),
+                            sent = &mut send => break match sent {
+                                Ok(()) => {
+                                    queue.pop_front();
+                                    position = delivery.id;
+                                    if lagged { Step::Lagged } else { Step::Continue }
+                                }
+                                Err(()) => Step::End(End::ClientGone),
+                            },
+                            received = subscription.recv(), if !lagged => {
+                                match accept(&mut queue, received, position, queue_limit) {
+                                    Step::Continue => {}
+                                    Step::Lagged => lagged = true,
+                                    end => break end,
+                                }
+                            },
+                            event = next_client_event(&mut client) => match event {
+                                ClientEvent::Activity => last_heard = Instant::now(),
+                                ClientEvent::Oversized => break Step::End(End::Oversized),
+                                ClientEvent::Gone => break Step::End(End::ClientGone),
+                            },
+                            changed = access.changed() => {
+                                if changed.is_err() { break Step::End(End::Shutdown); }
+                                if let Err(end) = recheck(app, target).await { break Step::End(end); }
+                            },
+                            _ = rechecks.tick() => {
+                                if let Err(end) = recheck(app, target).await { break Step::End(end); }
+                            },
+                        }
+                    }
+                }
+                None => tokio::select! {
+                    biased;
+                    () = app.shutdown.cancelled() => Step::End(End::Shutdown),
+                    received = subscription.recv() => accept(&mut queue, received, position, queue_limit),
+                    event = next_client_event(&mut client) => match event {
+                        ClientEvent::Activity => {
+                            last_heard = Instant::now();
+                            Step::Continue
+                        }
+                        ClientEvent::Oversized => Step::End(End::Oversized),
+                        ClientEvent::Gone => Step::End(End::ClientGone),
+                    },
+                    changed = access.changed() => match changed {
+                        Err(_) => Step::End(End::Shutdown),
+                        Ok(()) => recheck(app, target).await.map_or_else(Step::End, |()| Step::Continue),
+                    },
+                    _ = rechecks.tick() => recheck(app, target).await.map_or_else(Step::End, |()| Step::Continue),
+                    _ = idle.tick() => {
+                        // A WebSocket silent for two ping periods is gone (SPEC §9.9).
+                        if client.is_some() && last_heard.elapsed() >= idle_period * 2 {
+                            Step::End(End::Unresponsive)
+                        } else {
+                            match out.idle().await {
+                                Ok(()) => Step::Continue,
+                                Err(()) => Step::End(End::ClientGone),
+                            }
+                        }
+                    },
+                },
+            };
+            match step {
+                Step::Continue => {}
+                Step::Lagged => break true,
+                Step::End(end) => return end,
+            }
+        };
+        if lagged {
+            // The hub dropped deliveries for this stream: catch up from storage.
+            continue;
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    Lagged,
+    End(End),
+}
+
+/// Queues a live delivery, skipping what replay already sent. Over the limit is an overflow.
+fn accept(
+    queue: &mut VecDeque<Arc<Delivery>>,
+    received: Result<Arc<Delivery>, RecvError>,
+    position: i64,
+    limit: usize,
+) -> Step {
+    match received {
+        Ok(delivery) => {
+            let newest = queue.back().map_or(position, |last| last.id);
+            if delivery.id > newest {
+                queue.push_back(delivery);
+            }
+            if queue.len() > limit {
+                Step::End(End::Overflow)
+            } else {
+                Step::Continue
+            }
+        }
+        Err(RecvError::Lagged(_)) => Step::Lagged,
+        Err(RecvError::Closed) => Step::End(End::NotFound),
+    }
+}
