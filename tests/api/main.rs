@@ -16,3 +16,8 @@ mod publish;
 mod retention;
 mod robustness;
 mod smoke;
+mod chaos;
+mod poll;
+mod shutdown;
+mod sse;
+mod websocket;
