@@ -21,6 +21,24 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Follow a channel over WebSocket, printing each message as one JSON line; reconnects
+    /// with the last id on any drop.
+    Tail {
+        instance: String,
+        channel: String,
+        /// Room to follow (required on separate_rooms channels).
+        #[arg(long)]
+        room: Option<String>,
+        /// Start after this message id (default: only new messages).
+        #[arg(long)]
+        last_id: Option<u64>,
+        /// Server address.
+        #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key or account key.
+        #[arg(long, env = "HERALD_API_KEY")]
+        api_key: String,
+    },
     /// Manage accounts offline (the server must not be running on the same SQLite file).
     Account {
         #[command(subcommand)]

@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod render;
 pub mod retention;
 pub mod store;
+pub mod tail;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -28,6 +28,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Account { action } => account(action).await,
+        Command::Tail {
+            instance,
+            channel,
+            room,
+            last_id,
+            url,
+            api_key,
+        } => {
+            let last_id = last_id
+                .map(|id| i64::try_from(id).context("--last-id is too large"))
+                .transpose()?;
+            herald::tail::tail(herald::tail::TailArgs {
+                url,
+                api_key,
+                instance,
+                channel,
+                room,
+                last_id,
+            })
+            .await
+        }
     }
 }
 

@@ -324,3 +324,92 @@ async fn account_commands_create_list_and_reset_keys_offline() {
     }
     server.child.kill().await.unwrap();
 }
+
+/// The id of the next JSON line `herald tail` prints.
+async fn next_id(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> i64 {
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("tail printed nothing")
+        .unwrap()
+        .expect("tail exited");
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(value.get("links").is_none(), "{line}");
+    value["id"].as_i64().unwrap()
+}
+
+/// A port that was free a moment ago, for a server that must come back on the same address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn tail_prints_every_message_once_across_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let key = format!("{}4", "e".repeat(39));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("HERALD_ADMIN_KEY", key.as_str()),
+        ("HERALD_LISTEN", listen.as_str()),
+    ];
+    let mut server = ChildServer::start(&db, &env).await;
+    let client = reqwest::Client::new();
+    let post = |url: String, body: serde_json::Value| {
+        let request = client.post(url).header("X-API-KEY", &key).json(&body);
+        async move {
+            let status = request.send().await.unwrap().status();
+            assert_eq!(status, 201);
+        }
+    };
+    post(server.url("/v1.1/instances/"), json!({"name": "rivia"})).await;
+    post(
+        server.url("/v1.1/instances/rivia/channels/"),
+        json!({"name": "news", "type": "separate_rooms", "custom_publish": true}),
+    )
+    .await;
+    let publish = format!("http://{listen}/v1.1/instances/rivia/channels/news/publish/");
+    for n in 1..=2 {
+        post(
+            publish.clone(),
+            json!({"room": "Lobby", "payload": {"n": n}}),
+        )
+        .await;
+    }
+
+    let mut tail = Command::new(BIN)
+        .args(["tail", "rivia", "news", "--room", "lobby", "--last-id", "0"])
+        .args(["--url", &format!("http://{listen}"), "--api-key", &key])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    assert_eq!(next_id(&mut lines).await, 1);
+    assert_eq!(next_id(&mut lines).await, 2);
+    post(
+        publish.clone(),
+        json!({"room": "lobby", "payload": {"n": 3}}),
+    )
+    .await;
+    assert_eq!(next_id(&mut lines).await, 3);
+
+    // The server goes away and comes back on the same address; tail resumes after id 3.
+    server.child.kill().await.unwrap();
+    let mut server = ChildServer::start(&db, &env).await;
+    for n in 4..=5 {
+        post(
+            publish.clone(),
+            json!({"room": "lobby", "payload": {"n": n}}),
+        )
+        .await;
+    }
+    assert_eq!(next_id(&mut lines).await, 4);
+    assert_eq!(next_id(&mut lines).await, 5);
+    tail.kill().await.unwrap();
+    server.child.kill().await.unwrap();
+}
