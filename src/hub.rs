@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use crate::store::Message;
+use crate::store::{CommitListener, Message};
 
 /// A committed message as subscribers receive it: its id and its JSON without `links`.
 #[derive(Debug)]
@@ -148,6 +148,12 @@ impl Hub {
     /// Hands a committed message to its room's subscribers. Costs one map lookup when nobody
     /// listens; otherwise one serialisation shared by all.
     pub fn publish(&self, channel_id: i64, message: &Message) {
+        self.committed(channel_id, message);
+    }
+}
+
+impl CommitListener for Hub {
+    fn committed(&self, channel_id: i64, message: &Message) {
         let channels = self.lock();
         let Some(sender) = channels
             .get(&channel_id)
@@ -162,7 +168,9 @@ impl Hub {
         // An error only means the last receiver left a moment ago; its Drop cleans up.
         let _ = sender.send(delivery);
     }
+}
 
+impl Hub {
     /// Ends every subscription to a deleted channel.
     pub fn close_channel(&self, channel_id: i64) {
         self.lock().remove(&channel_id);

@@ -34,16 +34,21 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::config::{DatabaseArgs, DatabaseUrl, ServeArgs, SqliteSynchronous};
 use crate::hub::Hub;
 use crate::retention::Retention;
-use crate::store::{SqliteStore, Store};
+use crate::store::{CommitListener, SqliteStore, Store};
 
 /// Opens the configured database (applying migrations) and returns it behind the `Store` trait.
-pub async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn Store>> {
+/// `listener` hears about every committed message (the hub, when serving).
+pub async fn open_store(
+    args: &DatabaseArgs,
+    listener: Arc<dyn CommitListener>,
+) -> anyhow::Result<Arc<dyn Store>> {
     match &args.database_url {
         DatabaseUrl::Sqlite(path) => {
             let store = SqliteStore::open(
                 path,
                 args.sqlite_synchronous == SqliteSynchronous::Full,
                 args.db_pool,
+                listener,
             )
             .await?;
             Ok(Arc::new(store))
@@ -57,7 +62,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = open_store(&args.database).await?;
+    let hub = Hub::new(args.stream_queue as usize);
+    let store = open_store(&args.database, Arc::new(hub.clone())).await?;
     let local_addr = listener.local_addr()?;
     if let Some(created) = bootstrap::ensure_first_account(store.as_ref(), &args.admin).await? {
         println!("{}", created.banner(local_addr));
@@ -77,7 +83,6 @@ pub async fn run(
     ));
 
     let grace = args.shutdown_grace;
-    let hub = Hub::new(args.stream_queue as usize);
     let state = http::AppState::new(args, store, hub, token.clone(), tasks.clone());
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
     let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);

@@ -7,7 +7,9 @@ use herald::cli::{AccountCommand, Cli, Command};
 use herald::config::{LogFormat, ServeArgs};
 use herald::keys::{self, Key, KeyKind};
 use herald::model;
-use herald::store::NewAccount;
+use std::sync::Arc;
+
+use herald::store::{NewAccount, NoListener};
 
 #[tokio::main]
 async fn main() {
@@ -23,7 +25,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(database) => {
             eprintln!("applying migrations to {} ...", database.database_url);
-            herald::open_store(&database).await?;
+            herald::open_store(&database, Arc::new(NoListener)).await?;
             eprintln!("database is up to date");
             Ok(())
         }
@@ -114,7 +116,7 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
             database,
         } => {
             let email = model::parse_email(&email).map_err(|m| anyhow::anyhow!("--email: {m}"))?;
-            let store = herald::open_store(&database).await?;
+            let store = herald::open_store(&database, Arc::new(NoListener)).await?;
             let generated = password.is_none().then(keys::generate_password);
             let password = password.or_else(|| generated.clone()).unwrap_or_default();
             if password.is_empty() {
@@ -148,7 +150,7 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
         }
         AccountCommand::ResetKey { email, database } => {
             let email = model::parse_email(&email).map_err(|m| anyhow::anyhow!("--email: {m}"))?;
-            let store = herald::open_store(&database).await?;
+            let store = herald::open_store(&database, Arc::new(NoListener)).await?;
             let account = store
                 .account_by_email(&email)
                 .await
@@ -161,7 +163,7 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountCommand::List { database } => {
-            let store = herald::open_store(&database).await?;
+            let store = herald::open_store(&database, Arc::new(NoListener)).await?;
             for account in store.list_accounts().await? {
                 println!("{}\t{}", account.id, account.email);
             }

@@ -79,9 +79,6 @@ fn validate_name(name: &str, kind: NameKind, min: usize, max: usize) -> Result<(
     if !name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
         return Err("Value has to end with a letter or a number.".into());
     }
-    if name.contains("--") {
-        return Err("Double hyphens are reserved.".into());
-    }
     Ok(())
 }
 
@@ -89,6 +86,9 @@ fn validate_name(name: &str, kind: NameKind, min: usize, max: usize) -> Result<(
 pub fn parse_instance_name(raw: &str) -> Result<String, String> {
     let name = normalize(raw);
     validate_name(&name, NameKind::Instance, 5, 64)?;
+    if name.contains("--") {
+        return Err("Double hyphens are reserved.".into());
+    }
     if RESERVED_INSTANCE_NAMES.contains(&name.as_str()) {
         return Err("Unable to use that value. Please choose a different one.".into());
     }

@@ -114,18 +114,9 @@ async fn publish_message(
         metadata: PUBLISHED_METADATA.to_owned(),
         payload,
     };
-    // Its own task: a client that hangs up mid-publish cannot cancel the store between the commit
-    // and the hub notification, which would hide a committed message from live subscribers.
-    let message = tokio::spawn({
-        let (store, hub, channel) = (app.store.clone(), app.hub.clone(), channel.clone());
-        async move {
-            store
-                .publish(&channel, new, &|message| hub.publish(channel.id, message))
-                .await
-        }
-    })
-    .await
-    .map_err(|err| ApiError::Internal(err.into()))??;
+    // The store answers after the commit and after the hub heard of the message; a client that
+    // hangs up meanwhile cannot undo either.
+    let message = app.store.publish(&channel, new).await?;
     let link = self_link(&scope.instance.name, &channel.name, message.id);
     Ok(json_bytes_response(
         StatusCode::CREATED,

@@ -5,6 +5,7 @@
 //! cluster mode) and share the row types and the contract written on [`Store`].
 
 mod sqlite;
+mod sqlite_publisher;
 
 pub use sqlite::{SqliteStore, sqlite_path};
 
@@ -182,6 +183,20 @@ pub struct Pruned {
     pub by_age: u64,
 }
 
+/// Hears about every message right after its commit, before its publisher is answered, and in
+/// id order per channel: fan-out relies on this to deliver live messages in order (§9.11).
+/// Implementations must be quick and must not block.
+pub trait CommitListener: Send + Sync + 'static {
+    fn committed(&self, channel_id: i64, message: &Message);
+}
+
+/// For commands that publish nothing (migrations, account management).
+pub struct NoListener;
+
+impl CommitListener for NoListener {
+    fn committed(&self, _channel_id: i64, _message: &Message) {}
+}
+
 /// The storage contract shared by every backend.
 ///
 /// Every method is atomic. Lists honour [`IdPage`] exactly. Names arrive validated and
@@ -274,17 +289,9 @@ pub trait Store: Send + Sync + 'static {
     // Messages.
     /// Stores a message in `channel`, allocating the channel's next id in the same transaction,
     /// so committed ids are consecutive and never become visible out of order (SPEC §9.5).
-    /// Returns only after the commit is durable. `NotFound` if the channel was deleted.
-    ///
-    /// `on_commit` runs right after the commit, before any later message of the same channel
-    /// can commit, so calls to it are made in id order per channel: the hub relies on this to
-    /// deliver live messages in order (§9.11 item 4). It must be quick and must not block.
-    async fn publish(
-        &self,
-        channel: &Channel,
-        new: NewMessage,
-        on_commit: &(dyn for<'m> Fn(&'m Message) + Send + Sync),
-    ) -> StoreResult<Message>;
+    /// Returns only after the commit is durable; the store's [`CommitListener`] has been told
+    /// by then. `NotFound` if the channel was deleted.
+    async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message>;
     /// The last id allocated in the channel (0 before its first message): a live subscription
     /// positioned here receives exactly the messages committed after it started.
     async fn last_message_id(&self, channel: &Channel) -> StoreResult<i64>;

@@ -15,13 +15,16 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::sqlite_publisher::Publisher;
 use super::*;
 use crate::model::{self, ChannelType, Permission};
+use std::sync::Arc;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    publisher: Publisher,
     reader: SqlitePool,
     path: PathBuf,
     /// Held for the store's lifetime: one process per database file (SPEC §11.5). An advisory
@@ -40,7 +43,12 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
-    pub async fn open(path: &Path, synchronous_full: bool, pool_size: u32) -> StoreResult<Self> {
+    pub async fn open(
+        path: &Path,
+        synchronous_full: bool,
+        pool_size: u32,
+        listener: Arc<dyn CommitListener>,
+    ) -> StoreResult<Self> {
         let lock = lock_database_file(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -64,6 +72,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(SqliteStore {
+            publisher: Publisher::start(writer.clone(), listener),
             writer,
             reader,
             path: path.to_path_buf(),
@@ -222,17 +231,13 @@ fn push_page(query: &mut QueryBuilder<'_, Sqlite>, column: &str, page: IdPage) {
         .push_bind(page.limit);
 }
 
-/// Escapes LIKE wildcards so a prefix filter matches literally.
-fn like_prefix(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
+/// Appends a case-sensitive prefix condition (SQLite's LIKE ignores ASCII case).
+fn push_prefix(query: &mut QueryBuilder<'_, Sqlite>, column: &str, prefix: &str) {
+    query
+        .push(format_args!(" AND substr({column}, 1, "))
+        .push_bind(prefix.chars().count() as i64)
+        .push(") = ")
+        .push_bind(prefix.to_owned());
 }
 
 const BUILTIN_CHANNELS: [(&str, bool); 2] = [
@@ -445,10 +450,7 @@ impl Store for SqliteStore {
         let mut query = QueryBuilder::new("SELECT * FROM instances WHERE owner_id = ");
         query.push_bind(owner_id);
         if let Some(prefix) = name_prefix {
-            query
-                .push(" AND name LIKE ")
-                .push_bind(like_prefix(prefix))
-                .push(" ESCAPE '\\'");
+            push_prefix(&mut query, "name", prefix);
         }
         push_page(&mut query, "id", page);
         let rows = query.build().fetch_all(&self.reader).await?;
@@ -684,10 +686,7 @@ impl Store for SqliteStore {
         let mut query = QueryBuilder::new("SELECT * FROM channels WHERE instance_id = ");
         query.push_bind(instance_id);
         if let Some(prefix) = name_prefix {
-            query
-                .push(" AND name LIKE ")
-                .push_bind(like_prefix(prefix))
-                .push(" ESCAPE '\\'");
+            push_prefix(&mut query, "name", prefix);
         }
         if let Some(min) = min_other_permission {
             let allowed: Vec<&str> = [Permission::Subscribe, Permission::Publish]
@@ -755,62 +754,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn publish(
-        &self,
-        channel: &Channel,
-        new: NewMessage,
-        on_commit: &(dyn for<'m> Fn(&'m Message) + Send + Sync),
-    ) -> StoreResult<Message> {
-        // The writer pool's only connection is held until `on_commit` returned: commits, and so
-        // the notifications that follow them, happen strictly in id order.
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        // The channel row must still be there: a publish racing a delete must not store an
-        // orphan (the foreign key would refuse it anyway; this gives a clean NotFound first).
-        let live: Option<i64> = sqlx::query_scalar("SELECT id FROM channels WHERE id = ?")
-            .bind(channel.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if live.is_none() {
-            return Err(StoreError::NotFound);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "UPDATE channel_sequences SET last_id = last_id + 1 \
-             WHERE instance_id = ? AND name = ? RETURNING last_id",
-        )
-        .bind(channel.instance_id)
-        .bind(&channel.name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(not_found)?;
-        let created_at = model::now_micros();
-        sqlx::query(
-            "INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(channel.id)
-        .bind(id)
-        .bind(new.room.as_deref().unwrap_or(""))
-        .bind(new.action)
-        .bind(&new.author)
-        .bind(&new.metadata)
-        .bind(&new.payload)
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let message = Message {
-            id,
-            room: new.room,
-            action: new.action,
-            author: new.author,
-            metadata: new.metadata,
-            payload: new.payload,
-            created_at,
-        };
-        on_commit(&message);
-        drop(conn);
-        Ok(message)
+    async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {
+        self.publisher.publish(channel, new).await
     }
 
     async fn last_message_id(&self, channel: &Channel) -> StoreResult<i64> {
