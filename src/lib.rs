@@ -88,6 +88,9 @@ pub async fn run(
     let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     tracing::info!("listening on http://{local_addr}");
 
+    // One deadline for the whole drain, set when shutdown begins.
+    let deadline = std::sync::OnceLock::new();
+    let deadline_after = |grace| *deadline.get_or_init(|| tokio::time::Instant::now() + grace);
     let stop = token.clone();
     let mut server = tokio::spawn(
         axum::serve(listener, service)
@@ -102,7 +105,7 @@ pub async fn run(
         () = shutdown => {
             tracing::info!("shutting down; draining for up to {grace:?}");
             token.cancel();
-            match tokio::time::timeout(grace, &mut server).await {
+            match tokio::time::timeout_at(deadline_after(grace), &mut server).await {
                 Ok(result) => result??,
                 Err(_) => {
                     tracing::warn!("shutdown grace elapsed; closing remaining connections");
@@ -113,7 +116,10 @@ pub async fn run(
     }
     // Streams and the pruner watch the token; give them what is left of the grace period.
     tasks.close();
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline_after(grace), tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace elapsed with streams still closing");
     }
     Ok(())

@@ -108,8 +108,11 @@ async fn list_api_keys(
     let paging = Paging::parse(&req.query, false)?;
     let name = &scope.instance.name;
     let keys = match scope.caller.api_key() {
-        // An API key sees only itself.
-        Some(own) => vec![app.store.api_key(scope.instance.id, own.id).await?],
+        // An API key sees only itself, paged like any list.
+        Some(own) if paging.admits(own.id) => {
+            vec![app.store.api_key(scope.instance.id, own.id).await?]
+        }
+        Some(_) => Vec::new(),
         None if paging.is_empty_request() => Vec::new(),
         None => {
             app.store

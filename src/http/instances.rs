@@ -97,10 +97,18 @@ async fn list_instances(
             rows
         }
         Some(RootCaller::ApiKey(key)) => {
-            // An API key sees exactly its own instance.
+            // An API key sees exactly its own instance, paged and filtered like any list.
             let instance = app.store.instance(key.instance_id).await?;
-            let value = instance_json(&app, &instance, "api_key").await?;
-            vec![(instance.id, shape(value, &req.query))]
+            let prefix_matches = req
+                .query
+                .get("name__startswith")
+                .is_none_or(|prefix| instance.name.starts_with(prefix));
+            if paging.admits(instance.id) && prefix_matches {
+                let value = instance_json(&app, &instance, "api_key").await?;
+                vec![(instance.id, shape(value, &req.query))]
+            } else {
+                Vec::new()
+            }
         }
     };
     Ok(json_response(

@@ -113,6 +113,15 @@ impl Paging {
         page
     }
 
+    /// Whether a single known row belongs on this page (lists that hold at most one row, such
+    /// as an API key's view of its own instance, page without a query).
+    pub fn admits(&self, id: i64) -> bool {
+        let window = self.window(None);
+        self.size > 0
+            && window.after.is_none_or(|after| id > after)
+            && window.before.is_none_or(|before| id < before)
+    }
+
     /// Builds the envelope from rows fetched with [`Paging::window`]: `(id, object)` pairs.
     pub fn envelope(&self, mut rows: Vec<(i64, Value)>, path: &str, query: &Query) -> Value {
         let backward = matches!(self.cursor, Some((Direction::Backward, _)));

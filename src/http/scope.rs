@@ -196,9 +196,12 @@ impl App {
     ) -> Result<InstanceScope, ApiError> {
         let instance = self.instance(instance_name).await?;
         let (presented, credential) = self.presented_credential(req).await?;
-        if let Some(Credential::ApiKey(key)) = &credential
-            && key.instance_id == instance.id
-        {
+        let valid_here = match &credential {
+            Some(Credential::Account(_)) => true,
+            Some(Credential::ApiKey(key)) => key.instance_id == instance.id,
+            None => false,
+        };
+        if valid_here {
             let limiter = match budget {
                 Budget::Instance => &self.instance_limit,
                 Budget::Poll => &self.poll_limit,
@@ -206,11 +209,13 @@ impl App {
             limiter
                 .check(instance.id)
                 .map_err(|retry_after_secs| ApiError::Throttled { retry_after_secs })?;
-            if first_user_key(req).is_some() || req.body_key("_user_key").await.is_some() {
-                // No user of this instance can hold a key yet: users and their keys arrive
-                // with issue #4, which replaces this branch with the real lookup.
-                return Err(ApiError::Forbidden("No such User Key."));
-            }
+        }
+        if matches!(&credential, Some(Credential::ApiKey(key)) if key.instance_id == instance.id)
+            && (first_user_key(req).is_some() || req.body_key("_user_key").await.is_some())
+        {
+            // No user of this instance can hold a key yet: users and their keys arrive with
+            // issue #4, which replaces this branch with the real lookup.
+            return Err(ApiError::Forbidden("No such User Key."));
         }
         match caller_for(&instance, credential) {
             Some(caller) => Ok(InstanceScope {

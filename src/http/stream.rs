@@ -39,6 +39,8 @@ use crate::store::{Channel, IdPage, Instance};
 const REPLAY_PAGE: i64 = 256;
 /// Client frames above this close the connection with 1009 (SPEC §9.9).
 const MAX_CLIENT_FRAME: usize = 4096;
+/// How long the final error frame and close may take before the connection is dropped.
+const FINISH_WITHIN: Duration = Duration::from_secs(1);
 /// Credentials and permission are re-checked at least this often, and on every change.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
@@ -187,7 +189,8 @@ pub fn websocket(
                 let mut outbox = WsOutbox(sink);
                 let ping = app.config.ws_ping_interval;
                 let end = run(&app, &target, last_id, &mut outbox, Some(events_rx), ping).await;
-                outbox.finish(&end).await;
+                // A client that stopped reading cannot hold the task (or shutdown) hostage.
+                let _ = tokio::time::timeout(FINISH_WITHIN, outbox.finish(&end)).await;
                 reader.abort();
             })
         })
@@ -206,7 +209,7 @@ pub fn sse(app: AppState, target: StreamTarget, last_id: Option<i64>) -> Respons
         }
         let keepalive = app.config.sse_keepalive;
         let end = run(&app, &target, last_id, &mut outbox, None, keepalive).await;
-        outbox.finish(&end).await;
+        let _ = tokio::time::timeout(FINISH_WITHIN, outbox.finish(&end)).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
