@@ -107,6 +107,12 @@ impl FieldErrors {
     }
 }
 
+/// A value whose check passed: once `FieldErrors::finish` returned `Ok`, every value read
+/// through `FieldErrors::check` is present.
+pub fn checked<T>(value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a validated field is missing")))
+}
+
 pub fn detail(message: &str) -> Value {
     json!({ "detail": message })
 }

@@ -11,7 +11,7 @@ use super::AppState;
 use super::input;
 use super::request::ApiRequest;
 use super::scope::RootCaller;
-use crate::error::{ApiError, FieldErrors, json_response};
+use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::keys::{self, Key, KeyKind};
 use crate::model;
 use crate::store::{Account, AccountChanges, NewAccount, StoreError};
@@ -102,11 +102,7 @@ async fn register_account(
         )
         .flatten();
     errors.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validated fields missing"
-        )));
-    };
+    let (email, password) = (checked(email)?, checked(password)?);
     let key = Key::generate(KeyKind::Account);
     let account = app
         .store
@@ -140,11 +136,7 @@ async fn log_in(State(app): State<AppState>, req: ApiRequest) -> Result<Response
         input::required_string(&fields, "password", PASSWORD_MAX),
     );
     errors.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validated fields missing"
-        )));
-    };
+    let (email, password) = (checked(email)?, checked(password)?);
     let account = match app.store.account_by_email(&email).await {
         Ok(account) => account,
         Err(StoreError::NotFound) => return Err(ApiError::Unauthorized("Invalid email.")),
@@ -229,11 +221,7 @@ async fn change_password(
         input::required_string(&fields, "new_password", PASSWORD_MAX),
     );
     errors.finish()?;
-    let (Some(current), Some(new)) = (current, new) else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validated fields missing"
-        )));
-    };
+    let (current, new) = (checked(current)?, checked(new)?);
     let account = app.store.account(caller.id).await?;
     if !verify_password(current, account.password_hash).await? {
         return Err(ApiError::field("current_password", "Invalid password."));

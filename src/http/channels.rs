@@ -12,7 +12,7 @@ use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
-use crate::error::{ApiError, FieldErrors, json_response};
+use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model::{self, ChannelType, Permission};
 use crate::store::{Channel, ChannelChanges, NewChannel};
 
@@ -184,11 +184,7 @@ async fn create_channel(
         .flatten();
     let changes = channel_changes(&app, scope.instance.id, &fields, &mut errors).await?;
     errors.finish()?;
-    let Some(name) = name else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validated name missing"
-        )));
-    };
+    let name = checked(name)?;
     let new = NewChannel {
         name,
         kind: kind.unwrap_or(ChannelType::Default),

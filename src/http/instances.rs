@@ -13,7 +13,7 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, PathParams};
 use super::scope::{Caller, RootCaller};
 use super::{App, AppState};
-use crate::error::{ApiError, FieldErrors, json_response};
+use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model;
 use crate::store::{Instance, InstanceChanges, StoreError};
 
@@ -133,11 +133,7 @@ async fn create_instance(
     );
     let changes = instance_changes(&fields, &mut errors);
     errors.finish()?;
-    let Some(name) = name else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "validated name missing"
-        )));
-    };
+    let name = checked(name)?;
     let limit = app.config.max_instances_per_account;
     let instance = match app
         .store
