@@ -90,6 +90,20 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// The next live message if one is already waiting; `None` when there is none now.
+    /// Lets a subscriber gather everything that arrived into one write.
+    pub fn try_recv(&mut self) -> Option<Result<Arc<Delivery>, broadcast::error::RecvError>> {
+        use broadcast::error::{RecvError, TryRecvError};
+        match self.receiver.as_mut()?.try_recv() {
+            Ok(delivery) => Some(Ok(delivery)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+        }
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.receiver.take());

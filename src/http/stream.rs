@@ -23,14 +23,14 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::AppState;
 use super::channels::may_subscribe;
 use super::scope::{Caller, caller_for};
 use crate::error::{ApiError, PERMISSION_DENIED};
-use crate::hub::Delivery;
+use crate::hub::{Delivery, Subscription};
 use crate::keys::Key;
 use crate::render::message_json;
 use crate::store::{Channel, IdPage, Instance};
@@ -39,6 +39,12 @@ use crate::store::{Channel, IdPage, Instance};
 const REPLAY_PAGE: i64 = 256;
 /// Client frames above this close the connection with 1009 (SPEC §9.9).
 const MAX_CLIENT_FRAME: usize = 4096;
+/// Bytes gathered before tungstenite writes to the socket without waiting for the flush.
+const WRITE_BUFFER: usize = 64 * 1024;
+/// Most queued messages written before one flush.
+const SEND_BATCH: usize = 64;
+/// Initial per-connection read buffer.
+const READ_BUFFER: usize = 1024;
 /// How long the final error frame and close may take before the connection is dropped.
 const FINISH_WITHIN: Duration = Duration::from_secs(1);
 /// Credentials and permission are re-checked at least this often, and on every change.
@@ -100,8 +106,9 @@ enum ClientEvent {
 
 /// A transport's way of writing to the subscriber.
 trait Outbox {
-    /// Sends one message; `Err` when the client is gone.
-    async fn send(&mut self, delivery: &Delivery) -> Result<(), ()>;
+    /// Sends messages in order, flushing once at the end, so a subscriber that is behind gets
+    /// them in few writes; `Err` when the client is gone.
+    async fn send(&mut self, batch: &[Arc<Delivery>]) -> Result<(), ()>;
     /// A liveness frame: WebSocket Ping or SSE keepalive comment.
     async fn idle(&mut self) -> Result<(), ()>;
     /// Sends the final error (if any) and closes.
@@ -111,10 +118,13 @@ trait Outbox {
 struct WsOutbox(SplitSink<WebSocket, WsMessage>);
 
 impl Outbox for WsOutbox {
-    async fn send(&mut self, delivery: &Delivery) -> Result<(), ()> {
-        // The JSON was produced from a Rust String: valid UTF-8, and shared, not copied.
-        let text = Utf8Bytes::try_from(delivery.json.clone()).map_err(|_| ())?;
-        self.0.send(WsMessage::Text(text)).await.map_err(|_| ())
+    async fn send(&mut self, batch: &[Arc<Delivery>]) -> Result<(), ()> {
+        for delivery in batch {
+            // The JSON was produced from a Rust String: valid UTF-8, and shared, not copied.
+            let text = Utf8Bytes::try_from(delivery.json.clone()).map_err(|_| ())?;
+            self.0.feed(WsMessage::Text(text)).await.map_err(|_| ())?;
+        }
+        self.0.flush().await.map_err(|_| ())
     }
 
     async fn idle(&mut self) -> Result<(), ()> {
@@ -145,11 +155,14 @@ impl Outbox for WsOutbox {
 struct SseOutbox(mpsc::Sender<Bytes>);
 
 impl Outbox for SseOutbox {
-    async fn send(&mut self, delivery: &Delivery) -> Result<(), ()> {
-        self.0
-            .send(delivery.sse_event().clone())
-            .await
-            .map_err(|_| ())
+    async fn send(&mut self, batch: &[Arc<Delivery>]) -> Result<(), ()> {
+        for delivery in batch {
+            self.0
+                .send(delivery.sse_event().clone())
+                .await
+                .map_err(|_| ())?;
+        }
+        Ok(())
     }
 
     async fn idle(&mut self) -> Result<(), ()> {
@@ -180,6 +193,12 @@ pub fn websocket(
         // Oversized client frames are detected by us (1009); this only bounds memory.
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
+        // tungstenite preallocates its read buffer (128 KiB by default) for every connection;
+        // clients here send only pongs and the odd small frame, and the buffer grows if needed.
+        .read_buffer_size(READ_BUFFER)
+        // Queued messages are fed into one write buffer and flushed together; it is allocated
+        // only while a connection has something to send.
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| {
             let tasks = app.tasks.clone();
             tasks.track_future(async move {
@@ -196,10 +215,11 @@ pub fn websocket(
         })
 }
 
-/// Starts the event stream; the engine feeds the response body through a one-slot channel,
-/// so it writes only as fast as the socket drains.
+/// Starts the event stream; the engine feeds the response body through a small channel, so it
+/// writes only as fast as the socket drains.
 pub fn sse(app: AppState, target: StreamTarget, last_id: Option<i64>) -> Response {
-    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    // A few events may wait for the body to be polled, so hyper can write them together.
+    let (tx, rx) = mpsc::channel::<Bytes>(SEND_BATCH);
     let tasks = app.tasks.clone();
     tasks.spawn(async move {
         let mut outbox = SseOutbox(tx);
@@ -293,8 +313,13 @@ async fn run<O: Outbox>(
     idle_period: Duration,
 ) -> End {
     let queue_limit = app.config.stream_queue as usize;
+    // Long-lived wake-ups are created once, not on every loop turn: with thousands of streams
+    // and a message every millisecond, re-registering them would cost more than the delivery.
+    let shutdown = app.shutdown.clone().cancelled_owned();
+    tokio::pin!(shutdown);
     let mut access = app.hub.watch_access();
     access.mark_unchanged();
+    let mut access_changed = Box::pin(access_change(access));
     let mut rechecks = interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     let mut idle = interval_at(Instant::now() + idle_period, idle_period);
     idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -330,19 +355,22 @@ async fn run<O: Outbox>(
                 Ok(messages) => messages,
                 Err(_) => return End::Internal,
             };
-            for message in &messages {
-                let delivery = Delivery::new(message.id, Bytes::from(message_json(message, None)));
-                // Client frames wait until the live phase; a send is never abandoned midway
-                // except to close, so nothing can be written twice.
-                let sent = tokio::select! {
-                    biased;
-                    () = app.shutdown.cancelled() => return End::Shutdown,
-                    sent = out.send(&delivery) => sent,
-                };
-                if sent.is_err() {
-                    return End::ClientGone;
-                }
-                position = message.id;
+            let batch: Vec<Arc<Delivery>> = messages
+                .iter()
+                .map(|m| Arc::new(Delivery::new(m.id, Bytes::from(message_json(m, None)))))
+                .collect();
+            // Client frames wait until the live phase; a send is never abandoned midway
+            // except to close, so nothing can be written twice.
+            let sent = tokio::select! {
+                biased;
+                () = &mut shutdown => return End::Shutdown,
+                sent = out.send(&batch) => sent,
+            };
+            if sent.is_err() {
+                return End::ClientGone;
+            }
+            if let Some(last) = messages.last() {
+                position = last.id;
             }
             if (messages.len() as i64) < REPLAY_PAGE {
                 break;
@@ -351,11 +379,13 @@ async fn run<O: Outbox>(
 
         // Live: forward deliveries through this stream's bounded queue.
         let mut queue: VecDeque<Arc<Delivery>> = VecDeque::new();
+        let mut sending: Vec<Arc<Delivery>> = Vec::new();
         let lagged = loop {
-            let front = queue.front().cloned();
-            let step = match front {
-                Some(delivery) => {
-                    let send = out.send(&delivery);
+            sending.clear();
+            sending.extend(queue.iter().take(SEND_BATCH).cloned());
+            let step = match sending.last().map(|d| d.id) {
+                Some(last_id) => {
+                    let send = out.send(&sending);
                     tokio::pin!(send);
                     // A lag noticed mid-send is acted on once the send completed, so the
                     // storage catch-up starts exactly after what the client received.
@@ -363,17 +393,17 @@ async fn run<O: Outbox>(
                     loop {
                         tokio::select! {
                             biased;
-                            () = app.shutdown.cancelled() => break Step::End(End::Shutdown),
+                            () = &mut shutdown => break Step::End(End::Shutdown),
                             sent = &mut send => break match sent {
                                 Ok(()) => {
-                                    queue.pop_front();
-                                    position = delivery.id;
+                                    queue.drain(..sending.len());
+                                    position = last_id;
                                     if lagged { Step::Lagged } else { Step::Continue }
                                 }
                                 Err(()) => Step::End(End::ClientGone),
                             },
                             received = subscription.recv(), if !lagged => {
-                                match accept(&mut queue, received, position, queue_limit) {
+                                match accept_all(&mut queue, &mut subscription, received, position, queue_limit) {
                                     Step::Continue => {}
                                     Step::Lagged => lagged = true,
                                     end => break end,
@@ -384,7 +414,8 @@ async fn run<O: Outbox>(
                                 ClientEvent::Oversized => break Step::End(End::Oversized),
                                 ClientEvent::Gone => break Step::End(End::ClientGone),
                             },
-                            changed = access.changed() => {
+                            (receiver, changed) = &mut access_changed => {
+                                access_changed = Box::pin(access_change(receiver));
                                 if changed.is_err() { break Step::End(End::Shutdown); }
                                 if let Err(end) = recheck(app, target).await { break Step::End(end); }
                             },
@@ -396,8 +427,10 @@ async fn run<O: Outbox>(
                 }
                 None => tokio::select! {
                     biased;
-                    () = app.shutdown.cancelled() => Step::End(End::Shutdown),
-                    received = subscription.recv() => accept(&mut queue, received, position, queue_limit),
+                    () = &mut shutdown => Step::End(End::Shutdown),
+                    received = subscription.recv() => {
+                        accept_all(&mut queue, &mut subscription, received, position, queue_limit)
+                    }
                     event = next_client_event(&mut client) => match event {
                         ClientEvent::Activity => {
                             last_heard = Instant::now();
@@ -406,10 +439,13 @@ async fn run<O: Outbox>(
                         ClientEvent::Oversized => Step::End(End::Oversized),
                         ClientEvent::Gone => Step::End(End::ClientGone),
                     },
-                    changed = access.changed() => match changed {
-                        Err(_) => Step::End(End::Shutdown),
-                        Ok(()) => recheck(app, target).await.map_or_else(Step::End, |()| Step::Continue),
-                    },
+                    (receiver, changed) = &mut access_changed => {
+                        access_changed = Box::pin(access_change(receiver));
+                        match changed {
+                            Err(_) => Step::End(End::Shutdown),
+                            Ok(()) => recheck(app, target).await.map_or_else(Step::End, |()| Step::Continue),
+                        }
+                    }
                     _ = rechecks.tick() => recheck(app, target).await.map_or_else(Step::End, |()| Step::Continue),
                     _ = idle.tick() => {
                         // A WebSocket silent for two ping periods is gone (SPEC §9.9).
@@ -441,6 +477,33 @@ enum Step {
     Continue,
     Lagged,
     End(End),
+}
+
+/// Waits for the next credentials/permissions change, handing the receiver back.
+async fn access_change(
+    mut receiver: watch::Receiver<u64>,
+) -> (watch::Receiver<u64>, Result<(), watch::error::RecvError>) {
+    let changed = receiver.changed().await;
+    (receiver, changed)
+}
+
+/// Queues `received` and everything else already waiting, so a subscriber that is behind
+/// writes it all at once.
+fn accept_all(
+    queue: &mut VecDeque<Arc<Delivery>>,
+    subscription: &mut Subscription,
+    received: Result<Arc<Delivery>, RecvError>,
+    position: i64,
+    limit: usize,
+) -> Step {
+    let mut step = accept(queue, received, position, limit);
+    while matches!(step, Step::Continue) {
+        match subscription.try_recv() {
+            Some(received) => step = accept(queue, received, position, limit),
+            None => break,
+        }
+    }
+    step
 }
 
 /// Queues a live delivery, skipping what replay already sent. Over the limit is an overflow.
