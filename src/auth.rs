@@ -29,10 +29,25 @@ pub struct ApiKeyCredential {
     pub allow_anonymous_read: bool,
 }
 
+/// A user key's identity (SPEC §7): valid only with an API key of the same instance.
+#[derive(Clone, Debug)]
+pub struct UserCredential {
+    pub id: i64,
+    pub instance_id: i64,
+}
+
 #[derive(Clone, Debug)]
 pub enum Credential {
     Account(AccountCredential),
     ApiKey(ApiKeyCredential),
+}
+
+/// What a cached digest belongs to. User keys have account-key parity, so the slot a key came
+/// in decides which kinds it may resolve to.
+#[derive(Clone, Debug)]
+enum Cached {
+    Key(Credential),
+    User(UserCredential),
 }
 
 impl From<&Account> for AccountCredential {
@@ -81,18 +96,15 @@ const MAX_CACHED_KEYS: usize = 100_000;
 
 #[derive(Default)]
 pub struct KeyCache {
-    entries: RwLock<HashMap<KeyDigest, (KeyDigest, Credential)>>,
+    entries: RwLock<HashMap<KeyDigest, (KeyDigest, Cached)>>,
 }
 
 impl KeyCache {
     /// Resolves a key to its credential, from the cache or the store. `None` for unknown keys.
     pub async fn resolve(&self, store: &dyn Store, key: &Key) -> StoreResult<Option<Credential>> {
         let digest = key.digest();
-        if let Some((stored, credential)) = self.read().get(&digest) {
-            // The map found the entry by hash; confirm the digest without a timing side channel.
-            if stored.ct_eq(&digest) {
-                return Ok(Some(credential.clone()));
-            }
+        if let Some(Cached::Key(credential)) = self.cached(&digest) {
+            return Ok(Some(credential));
         }
         let found = match key.kind() {
             KeyKind::Account => store
@@ -106,11 +118,7 @@ impl KeyCache {
         };
         match found {
             Ok(credential) => {
-                let mut entries = self.write();
-                if entries.len() >= MAX_CACHED_KEYS {
-                    entries.clear();
-                }
-                entries.insert(digest, (digest, credential.clone()));
+                self.insert(digest, Cached::Key(credential.clone()));
                 Ok(Some(credential))
             }
             Err(StoreError::NotFound) => Ok(None),
@@ -118,32 +126,76 @@ impl KeyCache {
         }
     }
 
-    /// Drops every cached credential the predicate matches.
-    pub fn forget(&self, matches: impl Fn(&Credential) -> bool) {
-        self.write()
-            .retain(|_, (_, credential)| !matches(credential));
+    /// Resolves a key from the user-key slot. `None` for unknown keys.
+    pub async fn resolve_user(
+        &self,
+        store: &dyn Store,
+        key: &Key,
+    ) -> StoreResult<Option<UserCredential>> {
+        let digest = key.digest();
+        if let Some(Cached::User(user)) = self.cached(&digest) {
+            return Ok(Some(user));
+        }
+        match store.user_by_key(&digest).await {
+            Ok(user) => {
+                let credential = UserCredential {
+                    id: user.id,
+                    instance_id: user.instance_id,
+                };
+                self.insert(digest, Cached::User(credential.clone()));
+                Ok(Some(credential))
+            }
+            Err(StoreError::NotFound) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn cached(&self, digest: &KeyDigest) -> Option<Cached> {
+        let entries = self.read();
+        let (stored, cached) = entries.get(digest)?;
+        // The map found the entry by hash; confirm the digest without a timing side channel.
+        stored.ct_eq(digest).then(|| cached.clone())
+    }
+
+    fn insert(&self, digest: KeyDigest, cached: Cached) {
+        let mut entries = self.write();
+        if entries.len() >= MAX_CACHED_KEYS {
+            entries.clear();
+        }
+        entries.insert(digest, (digest, cached));
+    }
+
+    /// Drops every cached entry the predicate matches.
+    fn forget(&self, matches: impl Fn(&Cached) -> bool) {
+        self.write().retain(|_, (_, cached)| !matches(cached));
     }
 
     pub fn forget_account(&self, account_id: i64) {
-        self.forget(|c| matches!(c, Credential::Account(a) if a.id == account_id));
+        self.forget(|c| matches!(c, Cached::Key(Credential::Account(a)) if a.id == account_id));
     }
 
     pub fn forget_api_key(&self, key_id: i64) {
-        self.forget(|c| matches!(c, Credential::ApiKey(k) if k.id == key_id));
+        self.forget(|c| matches!(c, Cached::Key(Credential::ApiKey(k)) if k.id == key_id));
+    }
+
+    pub fn forget_user(&self, user_id: i64) {
+        self.forget(|c| matches!(c, Cached::User(u) if u.id == user_id));
     }
 
     pub fn forget_instance(&self, instance_id: i64) {
-        self.forget(|c| matches!(c, Credential::ApiKey(k) if k.instance_id == instance_id));
+        self.forget(|c| match c {
+            Cached::Key(Credential::ApiKey(k)) => k.instance_id == instance_id,
+            Cached::User(u) => u.instance_id == instance_id,
+            Cached::Key(Credential::Account(_)) => false,
+        });
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyDigest, (KeyDigest, Credential)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyDigest, (KeyDigest, Cached)>> {
         // A poisoned lock only means another request panicked mid-insert; the map is still usable.
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<KeyDigest, (KeyDigest, Credential)>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<KeyDigest, (KeyDigest, Cached)>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 }

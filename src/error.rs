@@ -82,6 +82,11 @@ impl FieldErrors {
         }
     }
 
+    /// Records the errors of a nested object under `field`, e.g. `{"profile": {"group": [...]}}`.
+    pub fn add_nested(&mut self, field: &str, inner: FieldErrors) {
+        self.0.insert(field.to_owned(), Value::Object(inner.0));
+    }
+
     /// Records the error of a field check, passing its value through.
     pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
         match result {

@@ -7,14 +7,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
+use super::{App, AppState};
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model::{self, ChannelType, Permission};
-use crate::store::{Channel, ChannelChanges, NewChannel};
+use crate::store::{Channel, ChannelChanges, ChannelVisibility, NewChannel};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,13 +31,38 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Whether the caller may read, list, poll and see the history of `channel` (§9.3).
-pub fn may_subscribe(caller: &Caller, channel: &Channel) -> bool {
-    match caller {
-        Caller::Owner(_) | Caller::Trusted(_) => true,
-        Caller::AnonymousReader(_) => channel.other_permissions >= Permission::Subscribe,
-        Caller::Bare(_) | Caller::OtherAccount => false,
-    }
+/// The caller's permission level on `channel` (§9.3). Owners and trusted keys have every
+/// level; a user has the higher of the channel's `other_permissions` and, when a member of the
+/// channel's group, its `group_permissions`; anonymous readers at most subscribe.
+pub async fn channel_level(
+    app: &App,
+    caller: &Caller,
+    channel: &Channel,
+) -> Result<Permission, ApiError> {
+    Ok(match caller {
+        Caller::Owner(_) | Caller::Trusted { .. } => Permission::Publish,
+        Caller::User { user, .. } => {
+            let mut level = channel.other_permissions;
+            if let Some(group) = channel.group_id
+                && channel.group_permissions > level
+                && app.store.is_member(user.id, group).await?
+            {
+                level = channel.group_permissions;
+            }
+            level
+        }
+        Caller::AnonymousReader(_) => channel.other_permissions.min(Permission::Subscribe),
+        Caller::Bare(_) | Caller::OtherAccount => Permission::None,
+    })
+}
+
+/// Whether the caller may read, list, poll and see the history of `channel`.
+pub async fn may_subscribe(
+    app: &App,
+    caller: &Caller,
+    channel: &Channel,
+) -> Result<bool, ApiError> {
+    Ok(channel_level(app, caller, channel).await? >= Permission::Subscribe)
 }
 
 /// Callers who may use subscribe endpoints at all (check-order step 6); the per-channel
@@ -45,7 +70,10 @@ pub fn may_subscribe(caller: &Caller, channel: &Channel) -> bool {
 pub fn may_read_channels(caller: &Caller) -> bool {
     matches!(
         caller,
-        Caller::Owner(_) | Caller::Trusted(_) | Caller::AnonymousReader(_)
+        Caller::Owner(_)
+            | Caller::Trusted { .. }
+            | Caller::User { .. }
+            | Caller::AnonymousReader(_)
     )
 }
 
@@ -143,15 +171,19 @@ async fn list_channels(
     let name = &scope.instance.name;
     let mut rows = Vec::new();
     if !paging.is_empty_request() {
-        // Anonymous readers see what "others" may subscribe to; the filter runs in the query so
+        // Each caller sees the channels it may subscribe to; the filter runs in the query so
         // pages stay full.
-        let min_other = (!scope.caller.is_manager()).then_some(Permission::Subscribe);
+        let visibility = match &scope.caller {
+            Caller::User { user, .. } => ChannelVisibility::User(user.id),
+            caller if caller.is_manager() => ChannelVisibility::All,
+            _ => ChannelVisibility::Others,
+        };
         let channels = app
             .store
             .list_channels(
                 scope.instance.id,
                 req.query.get("name__startswith"),
-                min_other,
+                visibility,
                 paging.window(None),
             )
             .await?;
@@ -213,7 +245,7 @@ async fn get_channel(
     let channel = app
         .channel(scope.instance.id, &params.name("channel"))
         .await?;
-    if !may_subscribe(&scope.caller, &channel) {
+    if !may_subscribe(&app, &scope.caller, &channel).await? {
         return Err(ApiError::PermissionDenied);
     }
     Ok(json_response(

@@ -11,12 +11,13 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::AppState;
-use super::channels::{may_read_channels, may_subscribe};
+use super::channels::{channel_level, may_read_channels, may_subscribe};
 use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, PathParams, PublishRequest, Query};
+use super::scope::Caller;
 use crate::error::{ApiError, json_bytes_response, json_response};
-use crate::model::{self, ChannelType};
+use crate::model::{self, ChannelType, Permission};
 use crate::render::message_json;
 use crate::store::{Channel, Message, NewMessage};
 
@@ -76,13 +77,18 @@ async fn publish_message(
     req: PublishRequest,
 ) -> Result<Response, ApiError> {
     let scope = app.instance_scope(&req, &params.name("instance")).await?;
-    // Users with publish permission join owners and trusted keys with issue #4.
-    if !scope.caller.is_manager() {
+    if !matches!(
+        scope.caller,
+        Caller::Owner(_) | Caller::Trusted { .. } | Caller::User { .. }
+    ) {
         return Err(ApiError::PermissionDenied);
     }
     let channel = app
         .channel(scope.instance.id, &params.name("channel"))
         .await?;
+    if channel_level(&app, &scope.caller, &channel).await? < Permission::Publish {
+        return Err(ApiError::PermissionDenied);
+    }
     if !channel.custom_publish || channel.name == model::EVENTLOG_CHANNEL {
         return Err(ApiError::Forbidden(
             "Custom publish not allowed on this channel.",
@@ -141,7 +147,7 @@ async fn readable_channel<const P: bool>(
         Err(ApiError::NotFound) => return Err(ApiError::ParentNotFound("Channel")),
         other => other?,
     };
-    if !may_subscribe(&scope.caller, &channel) {
+    if !may_subscribe(app, &scope.caller, &channel).await? {
         return Err(ApiError::PermissionDenied);
     }
     Ok((scope.instance.name.clone(), (*channel).clone()))

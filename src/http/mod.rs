@@ -4,6 +4,7 @@
 mod accounts;
 mod api_keys;
 mod channels;
+mod groups;
 mod health;
 mod input;
 mod instances;
@@ -13,6 +14,7 @@ mod poll;
 mod request;
 mod scope;
 mod stream;
+mod users;
 
 use std::net::IpAddr;
 use std::ops::Deref;
@@ -99,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::router())
         .merge(messages::router())
         .merge(poll::router())
+        .merge(users::router())
+        .merge(groups::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))

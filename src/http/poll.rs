@@ -52,7 +52,7 @@ async fn poll_channel(
     let channel = app
         .channel(scope.instance.id, &params.name("channel"))
         .await?;
-    if !may_subscribe(&scope.caller, &channel) {
+    if !may_subscribe(&app, &scope.caller, &channel).await? {
         return Err(ApiError::PermissionDenied);
     }
     let transport = match req.query.get("transport") {
@@ -93,6 +93,7 @@ async fn poll_channel(
         channel,
         room,
         key: scope.key,
+        user_key: scope.user_key,
     };
     match transport {
         Transport::Poll => long_poll(&app, &target, last_id).await,

@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use super::App;
 use super::request::ApiRequest;
-use crate::auth::{AccountCredential, ApiKeyCredential, Credential, Presented};
+use crate::auth::{AccountCredential, ApiKeyCredential, Credential, Presented, UserCredential};
 use crate::error::ApiError;
 use crate::keys::Key;
 use crate::store::{Channel, Instance, StoreError};
+
+const NO_SUCH_USER_KEY: &str = "No such User Key.";
 
 /// The caller classes of SPEC §3.4 for an instance-scoped request.
 #[derive(Clone, Debug)]
@@ -18,8 +20,16 @@ pub enum Caller {
     Owner(AccountCredential),
     /// An account key that does not own the instance.
     OtherAccount,
-    /// An API key with `ignore_acl`.
-    Trusted(ApiKeyCredential),
+    /// An API key with `ignore_acl`, with or without a user key.
+    Trusted {
+        key: ApiKeyCredential,
+        user: Option<UserCredential>,
+    },
+    /// An API key without `ignore_acl` plus a valid user key.
+    User {
+        key: ApiKeyCredential,
+        user: UserCredential,
+    },
     /// An API key with `allow_anonymous_read` and no user key.
     AnonymousReader(ApiKeyCredential),
     /// Any other API key without a user key.
@@ -27,9 +37,9 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// Owners and trusted keys manage channels and bypass channel permissions (§9.3).
+    /// Owners and trusted keys manage channels and bypass permissions (§9.3).
     pub fn is_manager(&self) -> bool {
-        matches!(self, Caller::Owner(_) | Caller::Trusted(_))
+        matches!(self, Caller::Owner(_) | Caller::Trusted { .. })
     }
 
     pub fn is_owner(&self) -> bool {
@@ -38,19 +48,32 @@ impl Caller {
 
     pub fn api_key(&self) -> Option<&ApiKeyCredential> {
         match self {
-            Caller::Trusted(k) | Caller::AnonymousReader(k) | Caller::Bare(k) => Some(k),
+            Caller::Trusted { key, .. }
+            | Caller::User { key, .. }
+            | Caller::AnonymousReader(key)
+            | Caller::Bare(key) => Some(key),
             Caller::Owner(_) | Caller::OtherAccount => None,
+        }
+    }
+
+    /// The user whose key came with the request, if any.
+    pub fn user(&self) -> Option<&UserCredential> {
+        match self {
+            Caller::Trusted { user, .. } => user.as_ref(),
+            Caller::User { user, .. } => Some(user),
+            _ => None,
         }
     }
 
     /// The `author` object of messages this caller publishes (§9.5), as compact JSON.
     pub fn author_json(&self) -> String {
-        match self {
-            Caller::Owner(account) => format!("{{\"admin\":{}}}", account.id),
-            Caller::Trusted(key) | Caller::AnonymousReader(key) | Caller::Bare(key) => {
-                format!("{{\"api_key\":{}}}", key.id)
+        match (self, self.api_key(), self.user()) {
+            (Caller::Owner(account), _, _) => format!("{{\"admin\":{}}}", account.id),
+            (_, Some(key), Some(user)) => {
+                format!("{{\"api_key\":{},\"user\":{}}}", key.id, user.id)
             }
-            Caller::OtherAccount => "{}".to_owned(),
+            (_, Some(key), None) => format!("{{\"api_key\":{}}}", key.id),
+            (_, None, _) => "{}".to_owned(),
         }
     }
 }
@@ -63,21 +86,27 @@ pub enum Budget {
     Poll,
 }
 
-/// The caller class a resolved credential has in `instance`; `None` when the credential is not
-/// valid there (an API key of another instance, or no credential).
-pub fn caller_for(instance: &Instance, credential: Option<Credential>) -> Option<Caller> {
+/// The caller class resolved credentials have in `instance`; `None` when the credential is not
+/// valid there (an API key of another instance, or no credential). `user` must already be known
+/// to belong to this instance.
+pub fn caller_for(
+    instance: &Instance,
+    credential: Option<Credential>,
+    user: Option<UserCredential>,
+) -> Option<Caller> {
     match credential? {
         Credential::Account(account) if account.id == instance.owner_id => {
             Some(Caller::Owner(account))
         }
         Credential::Account(_) => Some(Caller::OtherAccount),
-        Credential::ApiKey(key) if key.instance_id == instance.id => Some(if key.ignore_acl {
-            Caller::Trusted(key)
-        } else if key.allow_anonymous_read {
-            Caller::AnonymousReader(key)
-        } else {
-            Caller::Bare(key)
-        }),
+        Credential::ApiKey(key) if key.instance_id == instance.id => {
+            Some(match (key.ignore_acl, user) {
+                (true, user) => Caller::Trusted { key, user },
+                (false, Some(user)) => Caller::User { key, user },
+                (false, None) if key.allow_anonymous_read => Caller::AnonymousReader(key),
+                (false, None) => Caller::Bare(key),
+            })
+        }
         Credential::ApiKey(_) => None,
     }
 }
@@ -86,8 +115,9 @@ pub fn caller_for(instance: &Instance, credential: Option<Credential>) -> Option
 pub struct InstanceScope {
     pub instance: Arc<Instance>,
     pub caller: Caller,
-    /// The key the caller presented, kept so long-lived streams can re-check it.
+    /// The keys the caller presented, kept so long-lived streams can re-check them.
     pub key: Option<Key>,
+    pub user_key: Option<Key>,
 }
 
 /// A request outside any instance, by a valid key.
@@ -210,14 +240,25 @@ impl App {
                 .check(instance.id)
                 .map_err(|retry_after_secs| ApiError::Throttled { retry_after_secs })?;
         }
-        if matches!(&credential, Some(Credential::ApiKey(key)) if key.instance_id == instance.id)
-            && (first_user_key(req).is_some() || req.body_key("_user_key").await.is_some())
-        {
-            // No user of this instance can hold a key yet: users and their keys arrive with
-            // issue #4, which replaces this branch with the real lookup.
-            return Err(ApiError::Forbidden("No such User Key."));
+        // The user key counts only beside an API key of this instance (§3.2).
+        let mut user_key = None;
+        let mut user = None;
+        if matches!(&credential, Some(Credential::ApiKey(key)) if key.instance_id == instance.id) {
+            let raw = match first_user_key(req) {
+                Some(raw) => Some(raw),
+                None => req.body_key("_user_key").await,
+            };
+            if let Some(raw) = raw {
+                let key = Key::parse(raw.trim()).ok_or(ApiError::Forbidden(NO_SUCH_USER_KEY))?;
+                let found = self.keys.resolve_user(self.store.as_ref(), &key).await?;
+                match found {
+                    Some(found) if found.instance_id == instance.id => user = Some(found),
+                    _ => return Err(ApiError::Forbidden(NO_SUCH_USER_KEY)),
+                }
+                user_key = Some(key);
+            }
         }
-        match caller_for(&instance, credential) {
+        match caller_for(&instance, credential, user) {
             Some(caller) => Ok(InstanceScope {
                 instance,
                 caller,
@@ -225,6 +266,7 @@ impl App {
                     Presented::Key(key) => Some(key),
                     Presented::Nothing | Presented::Malformed => None,
                 },
+                user_key,
             }),
             None => {
                 self.charge_anonymous(req)?;

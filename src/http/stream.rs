@@ -56,6 +56,7 @@ pub struct StreamTarget {
     pub channel: Arc<Channel>,
     pub room: Option<String>,
     pub key: Option<Key>,
+    pub user_key: Option<Key>,
 }
 
 /// Why a stream ended.
@@ -281,7 +282,15 @@ async fn recheck(app: &AppState, target: &StreamTarget) -> Result<(), End> {
         .resolve(app.store.as_ref(), key)
         .await
         .map_err(|_| End::Internal)?;
-    let caller = match caller_for(&target.instance, credential) {
+    let user = match &target.user_key {
+        None => None,
+        Some(user_key) => match app.keys.resolve_user(app.store.as_ref(), user_key).await {
+            Ok(Some(user)) if user.instance_id == target.instance.id => Some(user),
+            Ok(_) => return Err(End::Denied),
+            Err(_) => return Err(End::Internal),
+        },
+    };
+    let caller = match caller_for(&target.instance, credential, user) {
         None | Some(Caller::OtherAccount) => return Err(End::Denied),
         Some(caller) => caller,
     };
@@ -290,8 +299,10 @@ async fn recheck(app: &AppState, target: &StreamTarget) -> Result<(), End> {
         Ok(_) | Err(ApiError::NotFound) => return Err(End::NotFound),
         Err(_) => return Err(End::Internal),
     };
-    if !may_subscribe(&caller, &channel) {
-        return Err(End::Denied);
+    match may_subscribe(app, &caller, &channel).await {
+        Ok(true) => {}
+        Ok(false) => return Err(End::Denied),
+        Err(_) => return Err(End::Internal),
     }
     Ok(())
 }

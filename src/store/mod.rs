@@ -6,8 +6,11 @@
 
 mod sqlite;
 mod sqlite_publisher;
+mod sqlite_users;
+mod users;
 
 pub use sqlite::{SqliteStore, sqlite_path};
+pub use users::*;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -201,8 +204,20 @@ impl CommitListener for NoListener {
 ///
 /// Every method is atomic. Lists honour [`IdPage`] exactly. Names arrive validated and
 /// normalised (see `model`), so backends compare them byte for byte.
+/// Which channels a list shows (SPEC §9.4).
+#[derive(Clone, Copy, Debug)]
+pub enum ChannelVisibility {
+    /// Owners and trusted keys: every channel.
+    All,
+    /// Anonymous readers: channels whose `other_permissions` allow subscribing.
+    Others,
+    /// A user: channels whose other permissions, or whose group (if the user is a member),
+    /// allow subscribing.
+    User(i64),
+}
+
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: UserStore + Send + Sync + 'static {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -275,7 +290,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         instance_id: i64,
         name_prefix: Option<&str>,
-        min_other_permission: Option<Permission>,
+        visibility: ChannelVisibility,
         page: IdPage,
     ) -> StoreResult<Vec<Channel>>;
     async fn update_channel(

@@ -83,6 +83,14 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    pub(super) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
 }
 
 fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
@@ -107,14 +115,14 @@ fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
     }
 }
 
-fn conflict(field: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(super) fn conflict(field: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |err| match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(field),
         _ => StoreError::Backend(err),
     }
 }
 
-fn not_found(err: sqlx::Error) -> StoreError {
+pub(super) fn not_found(err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::RowNotFound => StoreError::NotFound,
         other => StoreError::Backend(other),
@@ -214,7 +222,7 @@ fn message_from_row(row: SqliteRow) -> Result<Message, sqlx::Error> {
 }
 
 /// Appends the id window and order of `page` to a query whose WHERE clause is already open.
-fn push_page(query: &mut QueryBuilder<'_, Sqlite>, column: &str, page: IdPage) {
+pub(super) fn push_page(query: &mut QueryBuilder<'_, Sqlite>, column: &str, page: IdPage) {
     if let Some(after) = page.after {
         query
             .push(format_args!(" AND {column} > "))
@@ -232,7 +240,7 @@ fn push_page(query: &mut QueryBuilder<'_, Sqlite>, column: &str, page: IdPage) {
 }
 
 /// Appends a case-sensitive prefix condition (SQLite's LIKE ignores ASCII case).
-fn push_prefix(query: &mut QueryBuilder<'_, Sqlite>, column: &str, prefix: &str) {
+pub(super) fn push_prefix(query: &mut QueryBuilder<'_, Sqlite>, column: &str, prefix: &str) {
     query
         .push(format_args!(" AND substr({column}, 1, "))
         .push_bind(prefix.chars().count() as i64)
@@ -680,7 +688,7 @@ impl Store for SqliteStore {
         &self,
         instance_id: i64,
         name_prefix: Option<&str>,
-        min_other_permission: Option<Permission>,
+        visibility: ChannelVisibility,
         page: IdPage,
     ) -> StoreResult<Vec<Channel>> {
         let mut query = QueryBuilder::new("SELECT * FROM channels WHERE instance_id = ");
@@ -688,18 +696,22 @@ impl Store for SqliteStore {
         if let Some(prefix) = name_prefix {
             push_prefix(&mut query, "name", prefix);
         }
-        if let Some(min) = min_other_permission {
-            let allowed: Vec<&str> = [Permission::Subscribe, Permission::Publish]
-                .into_iter()
-                .filter(|p| *p >= min)
-                .map(Permission::as_str)
-                .collect();
-            query.push(" AND other_permissions IN (");
-            let mut list = query.separated(", ");
-            for p in allowed {
-                list.push_bind(p);
+        const READABLE: &str = "('subscribe', 'publish')";
+        match visibility {
+            ChannelVisibility::All => {}
+            ChannelVisibility::Others => {
+                query.push(format_args!(" AND other_permissions IN {READABLE}"));
             }
-            query.push(")");
+            ChannelVisibility::User(user_id) => {
+                query
+                    .push(format_args!(
+                        " AND (other_permissions IN {READABLE} OR (group_permissions IN \
+                         {READABLE} AND group_id IN (SELECT group_id FROM memberships \
+                         WHERE user_id = "
+                    ))
+                    .push_bind(user_id)
+                    .push(")))");
+            }
         }
         push_page(&mut query, "id", page);
         let rows = query.build().fetch_all(&self.reader).await?;

@@ -1,0 +1,145 @@
+//! The storage contract for users, their profiles, groups and memberships (SPEC §7, §8).
+//! Everything is scoped by instance: no method reaches a row of another instance.
+
+use async_trait::async_trait;
+
+use super::{IdPage, StoreResult};
+use crate::keys::KeyDigest;
+
+/// Object-level permission of a data object (the user's profile), `none < read < write < full`.
+pub const OBJECT_PERMISSIONS: [&str; 4] = ["none", "read", "write", "full"];
+
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub id: i64,
+    pub owner_permissions: String,
+    pub group_id: Option<i64>,
+    pub group_permissions: String,
+    pub other_permissions: String,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: i64,
+    pub instance_id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub user_key: String,
+    pub profile: Profile,
+}
+
+/// Profile fields a user create/update may set; `None` leaves a field alone. `group_id` is
+/// `Some(None)` to clear the group.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileChanges {
+    pub owner_permissions: Option<String>,
+    pub group_id: Option<Option<i64>>,
+    pub group_permissions: Option<String>,
+    pub other_permissions: Option<String>,
+}
+
+impl ProfileChanges {
+    pub fn is_empty(&self) -> bool {
+        self.owner_permissions.is_none()
+            && self.group_id.is_none()
+            && self.group_permissions.is_none()
+            && self.other_permissions.is_none()
+    }
+}
+
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub user_key: String,
+    pub key_digest: KeyDigest,
+    pub profile: ProfileChanges,
+}
+
+#[derive(Default)]
+pub struct UserChanges {
+    pub username: Option<String>,
+    pub password_hash: Option<String>,
+    pub profile: ProfileChanges,
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub id: i64,
+    pub instance_id: i64,
+    pub name: Option<String>,
+    pub label: String,
+    pub description: String,
+}
+
+/// Group fields; on update `None` leaves a field alone and `name: Some(None)` clears it.
+#[derive(Default)]
+pub struct GroupChanges {
+    pub name: Option<Option<String>>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Users and groups of an instance.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates the user and its profile in one transaction. `Conflict("username")` on a taken
+    /// name; `NotFound` if the instance vanished.
+    async fn create_user(&self, instance_id: i64, new: NewUser) -> StoreResult<User>;
+    async fn user(&self, instance_id: i64, id: i64) -> StoreResult<User>;
+    async fn user_by_username(&self, instance_id: i64, username: &str) -> StoreResult<User>;
+    async fn user_by_key(&self, digest: &KeyDigest) -> StoreResult<User>;
+    async fn list_users(
+        &self,
+        instance_id: i64,
+        username_prefix: Option<&str>,
+        page: IdPage,
+    ) -> StoreResult<Vec<User>>;
+    /// Updates a user and its profile (the profile's revision grows when it changed).
+    async fn update_user(
+        &self,
+        instance_id: i64,
+        id: i64,
+        changes: UserChanges,
+    ) -> StoreResult<User>;
+    async fn set_user_key(
+        &self,
+        instance_id: i64,
+        id: i64,
+        key: &str,
+        digest: &KeyDigest,
+    ) -> StoreResult<User>;
+    /// Deletes a user with its profile and memberships.
+    async fn delete_user(&self, instance_id: i64, id: i64) -> StoreResult<()>;
+
+    async fn create_group(&self, instance_id: i64, fields: GroupChanges) -> StoreResult<Group>;
+    async fn group(&self, instance_id: i64, id: i64) -> StoreResult<Group>;
+    async fn list_groups(
+        &self,
+        instance_id: i64,
+        label_prefix: Option<&str>,
+        page: IdPage,
+    ) -> StoreResult<Vec<Group>>;
+    async fn update_group(
+        &self,
+        instance_id: i64,
+        id: i64,
+        changes: GroupChanges,
+    ) -> StoreResult<Group>;
+    /// Deletes a group and its memberships; channels and profiles that named it keep existing
+    /// with no group.
+    async fn delete_group(&self, instance_id: i64, id: i64) -> StoreResult<()>;
+
+    /// Adds a user to a group. `Conflict("membership")` if already a member; `LimitExceeded`
+    /// when the user is in `max_groups` groups already.
+    async fn add_membership(&self, user_id: i64, group_id: i64, max_groups: u32)
+    -> StoreResult<()>;
+    async fn remove_membership(&self, user_id: i64, group_id: i64) -> StoreResult<()>;
+    async fn is_member(&self, user_id: i64, group_id: i64) -> StoreResult<bool>;
+    /// The groups of a user, ordered by id, within `page`.
+    async fn groups_of_user(&self, user_id: i64, page: IdPage) -> StoreResult<Vec<Group>>;
+    /// The users of a group, ordered by id, within `page`.
+    async fn users_of_group(&self, group_id: i64, page: IdPage) -> StoreResult<Vec<User>>;
+}
