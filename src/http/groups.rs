@@ -32,19 +32,19 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/v1.1/instances/{instance}/groups/{id}/users",
-            get(list_group_users).post(add_group_user),
+            get(list_memberships::<GROUP_SIDE>).post(add_membership::<GROUP_SIDE>),
         )
         .route(
             "/v1.1/instances/{instance}/groups/{id}/users/{member}",
-            get(get_group_user).delete(remove_group_user),
+            get(get_membership::<GROUP_SIDE>).delete(remove_membership::<GROUP_SIDE>),
         )
         .route(
             "/v1.1/instances/{instance}/users/{id}/groups",
-            get(list_user_groups).post(add_user_group),
+            get(list_memberships::<USER_SIDE>).post(add_membership::<USER_SIDE>),
         )
         .route(
             "/v1.1/instances/{instance}/users/{id}/groups/{member}",
-            get(get_user_group).delete(remove_user_group),
+            get(get_membership::<USER_SIDE>).delete(remove_membership::<USER_SIDE>),
         )
 }
 
@@ -230,6 +230,16 @@ enum Side {
     User,
 }
 
+/// `Side` as a const parameter, so one handler serves both views.
+const GROUP_SIDE: bool = false;
+const USER_SIDE: bool = true;
+
+impl Side {
+    fn from_const(user_side: bool) -> Side {
+        if user_side { Side::User } else { Side::Group }
+    }
+}
+
 /// The membership path's parent (user and/or group) with the caller's rights checked (§8.2):
 /// managers see and change everything; a user only reads their own memberships.
 struct Parent {
@@ -299,12 +309,12 @@ async fn membership_json(
     })
 }
 
-async fn list_memberships(
-    app: AppState,
+async fn list_memberships<const SIDE: bool>(
+    State(app): State<AppState>,
     params: PathParams,
     req: ApiRequest,
-    side: Side,
 ) -> Result<Response, ApiError> {
+    let side = Side::from_const(SIDE);
     let parent = membership_parent(&app, &req, &params, side, false).await?;
     let paging = Paging::parse(&req.query, false)?;
     let instance = parent.scope.instance.name.clone();
@@ -356,12 +366,12 @@ async fn list_memberships(
     ))
 }
 
-async fn add_membership(
-    app: AppState,
+async fn add_membership<const SIDE: bool>(
+    State(app): State<AppState>,
     params: PathParams,
     req: ApiRequest,
-    side: Side,
 ) -> Result<Response, ApiError> {
+    let side = Side::from_const(SIDE);
     let parent = membership_parent(&app, &req, &params, side, true).await?;
     let instance_id = parent.scope.instance.id;
     let fields = req.fields().await?;
@@ -449,91 +459,27 @@ async fn membership(
     Ok((group, user))
 }
 
-async fn get_membership(
-    app: AppState,
+async fn get_membership<const SIDE: bool>(
+    State(app): State<AppState>,
     params: PathParams,
     req: ApiRequest,
-    side: Side,
 ) -> Result<Response, ApiError> {
+    let side = Side::from_const(SIDE);
     let parent = membership_parent(&app, &req, &params, side, false).await?;
     let (group, user) = membership(&app, &parent, &params).await?;
     let value = membership_json(&app, &parent.scope.instance.name, side, &group, &user).await?;
     Ok(json_response(StatusCode::OK, &shape(value, &req.query)))
 }
 
-async fn remove_membership(
-    app: AppState,
+async fn remove_membership<const SIDE: bool>(
+    State(app): State<AppState>,
     params: PathParams,
     req: ApiRequest,
-    side: Side,
 ) -> Result<Response, ApiError> {
+    let side = Side::from_const(SIDE);
     let parent = membership_parent(&app, &req, &params, side, true).await?;
     let (group, user) = membership(&app, &parent, &params).await?;
     app.store.remove_membership(user.id, group.id).await?;
     app.hub.access_changed();
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn list_group_users(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    list_memberships(app, params, req, Side::Group).await
-}
-
-async fn add_group_user(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    add_membership(app, params, req, Side::Group).await
-}
-
-async fn get_group_user(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    get_membership(app, params, req, Side::Group).await
-}
-
-async fn remove_group_user(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    remove_membership(app, params, req, Side::Group).await
-}
-
-async fn list_user_groups(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    list_memberships(app, params, req, Side::User).await
-}
-
-async fn add_user_group(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    add_membership(app, params, req, Side::User).await
-}
-
-async fn get_user_group(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    get_membership(app, params, req, Side::User).await
-}
-
-async fn remove_user_group(
-    State(app): State<AppState>,
-    params: PathParams,
-    req: ApiRequest,
-) -> Result<Response, ApiError> {
-    remove_membership(app, params, req, Side::User).await
 }

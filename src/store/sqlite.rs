@@ -122,6 +122,15 @@ pub(super) fn conflict(field: &'static str) -> impl FnOnce(sqlx::Error) -> Store
     }
 }
 
+/// `NotFound` unless the statement changed a row.
+pub(super) fn touched_one(done: sqlx::sqlite::SqliteQueryResult) -> StoreResult<()> {
+    if done.rows_affected() == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 pub(super) fn not_found(err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::RowNotFound => StoreError::NotFound,
@@ -361,15 +370,13 @@ impl Store for SqliteStore {
     }
 
     async fn set_account_password(&self, id: i64, password_hash: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE accounts SET password_hash = ? WHERE id = ?")
-            .bind(password_hash)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched_one(
+            sqlx::query("UPDATE accounts SET password_hash = ? WHERE id = ?")
+                .bind(password_hash)
+                .bind(id)
+                .execute(&self.writer)
+                .await?,
+        )
     }
 
     async fn create_instance(
@@ -499,14 +506,12 @@ impl Store for SqliteStore {
     }
 
     async fn delete_instance(&self, id: i64) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM instances WHERE id = ?")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched_one(
+            sqlx::query("DELETE FROM instances WHERE id = ?")
+                .bind(id)
+                .execute(&self.writer)
+                .await?,
+        )
     }
 
     async fn create_api_key(
@@ -619,15 +624,13 @@ impl Store for SqliteStore {
     }
 
     async fn delete_api_key(&self, instance_id: i64, id: i64) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM api_keys WHERE instance_id = ? AND id = ?")
-            .bind(instance_id)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched_one(
+            sqlx::query("DELETE FROM api_keys WHERE instance_id = ? AND id = ?")
+                .bind(instance_id)
+                .bind(id)
+                .execute(&self.writer)
+                .await?,
+        )
     }
 
     async fn group_exists(&self, instance_id: i64, id: i64) -> StoreResult<bool> {
@@ -755,15 +758,13 @@ impl Store for SqliteStore {
     }
 
     async fn delete_channel(&self, instance_id: i64, name: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM channels WHERE instance_id = ? AND name = ?")
-            .bind(instance_id)
-            .bind(name)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched_one(
+            sqlx::query("DELETE FROM channels WHERE instance_id = ? AND name = ?")
+                .bind(instance_id)
+                .bind(name)
+                .execute(&self.writer)
+                .await?,
+        )
     }
 
     async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::sqlite::{SqliteStore, conflict, not_found, push_page, push_prefix};
+use super::sqlite::{SqliteStore, conflict, not_found, push_page, push_prefix, touched_one};
 use super::users::*;
 use super::{IdPage, StoreError, StoreResult};
 use crate::keys::KeyDigest;
@@ -174,9 +174,7 @@ impl UserStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(conflict("username"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        touched_one(done)?;
         let profile = changes.profile;
         if !profile.is_empty() {
             let (set_group, group_id) = match profile.group_id {
@@ -211,31 +209,28 @@ impl UserStore for SqliteStore {
         key: &str,
         digest: &KeyDigest,
     ) -> StoreResult<User> {
-        let done = sqlx::query(
-            "UPDATE users SET user_key = ?, key_digest = ? WHERE instance_id = ? AND id = ?",
-        )
-        .bind(key)
-        .bind(&digest.0[..])
-        .bind(instance_id)
-        .bind(id)
-        .execute(self.writer())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        touched_one(
+            sqlx::query(
+                "UPDATE users SET user_key = ?, key_digest = ? WHERE instance_id = ? AND id = ?",
+            )
+            .bind(key)
+            .bind(&digest.0[..])
+            .bind(instance_id)
+            .bind(id)
+            .execute(self.writer())
+            .await?,
+        )?;
         self.user(instance_id, id).await
     }
 
     async fn delete_user(&self, instance_id: i64, id: i64) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM users WHERE instance_id = ? AND id = ?")
-            .bind(instance_id)
-            .bind(id)
-            .execute(self.writer())
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched_one(
+            sqlx::query("DELETE FROM users WHERE instance_id = ? AND id = ?")
+                .bind(instance_id)
+                .bind(id)
+                .execute(self.writer())
+                .await?,
+        )
     }
 
     async fn create_group(&self, instance_id: i64, fields: GroupChanges) -> StoreResult<Group> {
@@ -313,15 +308,13 @@ impl UserStore for SqliteStore {
     }
 
     async fn delete_group(&self, instance_id: i64, id: i64) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM groups WHERE instance_id = ? AND id = ?")
-            .bind(instance_id)
-            .bind(id)
-            .execute(self.writer())
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched_one(
+            sqlx::query("DELETE FROM groups WHERE instance_id = ? AND id = ?")
+                .bind(instance_id)
+                .bind(id)
+                .execute(self.writer())
+                .await?,
+        )
     }
 
     async fn add_membership(
@@ -358,15 +351,13 @@ impl UserStore for SqliteStore {
     }
 
     async fn remove_membership(&self, user_id: i64, group_id: i64) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM memberships WHERE user_id = ? AND group_id = ?")
-            .bind(user_id)
-            .bind(group_id)
-            .execute(self.writer())
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        touched_one(
+            sqlx::query("DELETE FROM memberships WHERE user_id = ? AND group_id = ?")
+                .bind(user_id)
+                .bind(group_id)
+                .execute(self.writer())
+                .await?,
+        )
     }
 
     async fn is_member(&self, user_id: i64, group_id: i64) -> StoreResult<bool> {
