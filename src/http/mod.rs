@@ -4,6 +4,7 @@
 mod accounts;
 mod api_keys;
 mod channels;
+mod classes;
 mod groups;
 mod health;
 mod input;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(poll::router())
         .merge(users::router())
         .merge(groups::router())
+        .merge(classes::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))

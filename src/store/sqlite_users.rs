@@ -117,6 +117,15 @@ impl UserStore for SqliteStore {
             .await
     }
 
+    async fn count_users(&self, instance_id: i64) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE instance_id = ?")
+                .bind(instance_id)
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
     async fn user_by_username(&self, instance_id: i64, username: &str) -> StoreResult<User> {
         let sql = format!("{USER_COLUMNS} WHERE u.instance_id = ? AND u.username = ?");
         let row = sqlx::query(&sql)

@@ -89,6 +89,7 @@ pub trait UserStore: Send + Sync {
     /// name; `NotFound` if the instance vanished.
     async fn create_user(&self, instance_id: i64, new: NewUser) -> StoreResult<User>;
     async fn user(&self, instance_id: i64, id: i64) -> StoreResult<User>;
+    async fn count_users(&self, instance_id: i64) -> StoreResult<i64>;
     async fn user_by_username(&self, instance_id: i64, username: &str) -> StoreResult<User>;
     async fn user_by_key(&self, digest: &KeyDigest) -> StoreResult<User>;
     async fn list_users(

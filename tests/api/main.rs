@@ -7,6 +7,7 @@ mod api_keys;
 mod authentication;
 mod channels;
 mod chaos;
+mod classes;
 mod cli;
 mod conventions;
 mod durability;
