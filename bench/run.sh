@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --workspace --quiet
+# Thousands of sockets on each side: raise the descriptor limit where root may.
+ulimit -n 65536 2>/dev/null || true
 dir=$(mktemp -d)
 port=${HERALD_BENCH_PORT:-18181}
 key="$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' | cut -c1-39)0"

@@ -65,6 +65,24 @@ enum Scenario {
         #[arg(long, default_value_t = 128)]
         payload_bytes: usize,
     },
+    /// P pending long-polls over R rooms; server memory per poll; then one publish per room
+    /// wakes them all.
+    Longpoll {
+        #[arg(long, default_value_t = 10_000)]
+        polls: usize,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Time given to the polls to reach the server before memory is read.
+        #[arg(long, default_value = "3", value_parser = seconds)]
+        settle: Duration,
+    },
+    /// A WebSocket subscriber resuming from last_id=0 behind N stored messages.
+    Replay {
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 128)]
+        payload_bytes: usize,
+    },
     /// C idle WebSocket subscriptions; server memory before and after.
     Idle {
         #[arg(long, default_value_t = 10_000)]
@@ -149,6 +167,15 @@ impl Fixture {
         if resp.status() != 201 {
             bail!("creating the bench channel failed: {}", resp.text().await?);
         }
+        let resp = post(
+            format!("/v1.1/instances/{instance}/channels/"),
+            json!({"name": "rooms", "type": "separate_rooms", "custom_publish": true}),
+            &api_key,
+        )
+        .await?;
+        if resp.status() != 201 {
+            bail!("creating the rooms channel failed: {}", resp.text().await?);
+        }
         Ok(Fixture {
             ws: http.replacen("http://", "ws://", 1),
             http,
@@ -160,6 +187,13 @@ impl Fixture {
     fn publish_url(&self) -> String {
         format!(
             "{}/v1.1/instances/{}/channels/bench/publish/",
+            self.http, self.instance
+        )
+    }
+
+    fn channel_url(&self, channel: &str, action: &str) -> String {
+        format!(
+            "{}/v1.1/instances/{}/channels/{channel}/{action}/",
             self.http, self.instance
         )
     }
@@ -467,6 +501,150 @@ async fn run_idle(target: &Target, connections: usize, hold: Duration) -> anyhow
     }))
 }
 
+async fn run_longpoll(
+    target: &Target,
+    polls: usize,
+    rooms: usize,
+    settle: Duration,
+) -> anyhow::Result<Value> {
+    let pid = target
+        .server_pid
+        .context("longpoll needs --server-pid to read the server's memory")?;
+    let fixture = Arc::new(Fixture::create(target).await?);
+    let base = Instant::now();
+    let before = rss_bytes(pid)?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let poll_url = fixture.channel_url("rooms", "poll");
+    let mut waiting = Vec::with_capacity(polls);
+    for n in 0..polls {
+        let request = client
+            .get(&poll_url)
+            .query(&[("room", format!("r{}", n % rooms))])
+            .header("X-API-KEY", &fixture.api_key)
+            .send();
+        waiting.push(tokio::spawn(async move {
+            let resp = request.await?;
+            if resp.status() != 200 {
+                bail!("poll answered {}", resp.status());
+            }
+            let text = resp.text().await?;
+            let now = base.elapsed().as_nanos() as u64;
+            let sent = int_field(&text, "\"t\":").context("no send time in message")?;
+            anyhow::Ok(now.saturating_sub(sent))
+        }));
+    }
+    tokio::time::sleep(settle).await;
+    let during = rss_bytes(pid)?;
+    let per_poll = during.saturating_sub(before) as f64 / polls as f64;
+    eprintln!("longpoll: {polls} polls waiting; waking them with one publish per room");
+    let publish_url = fixture.channel_url("rooms", "publish");
+    for room in 0..rooms {
+        let body = format!(
+            "{{\"room\":\"r{room}\",\"payload\":{{\"t\":{}}}}}",
+            base.elapsed().as_nanos()
+        );
+        let resp = client
+            .post(&publish_url)
+            .header("X-API-KEY", &fixture.api_key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("publish answered {}", resp.status());
+        }
+    }
+    let mut latencies = histogram();
+    let mut failed = 0u64;
+    for poll in waiting {
+        match tokio::time::timeout(Duration::from_secs(30), poll).await {
+            Ok(Ok(Ok(latency))) => latencies.saturating_record(latency),
+            _ => failed += 1,
+        }
+    }
+    println!("longpoll: {polls} pending polls over {rooms} rooms");
+    println!(
+        "  server RSS    before {:.1} MB   while waiting {:.1} MB   per poll {per_poll:.0} bytes",
+        before as f64 / 1e6,
+        during as f64 / 1e6
+    );
+    println!(
+        "  wake-up ms    p50 {:.2}   p99 {:.2}   max {:.2}   failed {failed}",
+        ms(latencies.value_at_quantile(0.5)),
+        ms(latencies.value_at_quantile(0.99)),
+        ms(latencies.max())
+    );
+    Ok(json!({
+        "scenario": "longpoll", "polls": polls, "rooms": rooms, "rss_before": before,
+        "rss_waiting": during, "bytes_per_poll": per_poll, "failed": failed,
+        "p50_ms": ms(latencies.value_at_quantile(0.5)),
+        "p99_ms": ms(latencies.value_at_quantile(0.99)), "max_ms": ms(latencies.max()),
+    }))
+}
+
+async fn run_replay(target: &Target, messages: u64, payload_bytes: usize) -> anyhow::Result<Value> {
+    let fixture = Arc::new(Fixture::create(target).await?);
+    eprintln!("replay: storing {messages} messages");
+    let stored = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..32 {
+        let (fixture, stored) = (fixture.clone(), stored.clone());
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = fixture.publish_url();
+            while stored.fetch_add(1, Ordering::Relaxed) < messages {
+                let resp = client
+                    .post(&url)
+                    .header("X-API-KEY", &fixture.api_key)
+                    .header("Content-Type", "application/json")
+                    .body(payload(0, payload_bytes))
+                    .send()
+                    .await?;
+                if resp.status() != 201 {
+                    bail!("publish answered {}", resp.status());
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    let started = Instant::now();
+    let url = format!("{}&last_id=0", fixture.stream_url());
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut received = 0u64;
+    let mut previous = 0u64;
+    let mut out_of_order = 0u64;
+    while received < messages {
+        let Some(frame) = tokio::time::timeout(Duration::from_secs(30), socket.next()).await?
+        else {
+            break;
+        };
+        let Message::Text(text) = frame? else {
+            continue;
+        };
+        let id = int_field(&text, "\"id\":").context("frame without id")?;
+        if id != previous + 1 {
+            out_of_order += 1;
+        }
+        previous = id;
+        received += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("replay: one WebSocket subscriber from last_id=0 behind {messages} stored messages");
+    println!(
+        "  received      {received:>12} in {seconds:.2} s   ({:.0} messages/s)   gaps or repeats {out_of_order}",
+        received as f64 / seconds
+    );
+    Ok(json!({
+        "scenario": "replay", "messages": messages, "received": received, "seconds": seconds,
+        "messages_per_s": received as f64 / seconds, "gaps_or_repeats": out_of_order,
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -483,6 +661,15 @@ async fn main() -> anyhow::Result<()> {
             payload_bytes,
         } => run_fanout(&cli.target, subscribers, rate, duration, payload_bytes).await?,
         Scenario::Idle { connections, hold } => run_idle(&cli.target, connections, hold).await?,
+        Scenario::Longpoll {
+            polls,
+            rooms,
+            settle,
+        } => run_longpoll(&cli.target, polls, rooms, settle).await?,
+        Scenario::Replay {
+            messages,
+            payload_bytes,
+        } => run_replay(&cli.target, messages, payload_bytes).await?,
     };
     println!("{result}");
     Ok(())

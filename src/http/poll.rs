@@ -96,7 +96,11 @@ async fn poll_channel(
         user_key: scope.user_key,
     };
     match transport {
-        Transport::Poll => long_poll(&app, &target, last_id).await,
+        Transport::Poll => {
+            // A waiting poll keeps only what it needs: thousands may wait at once.
+            drop((req, upgrade));
+            long_poll(&app, &target, last_id).await
+        }
         Transport::WebSocket => match upgrade {
             Ok(upgrade) => Ok(stream::websocket(app, target, last_id, upgrade)),
             Err(_) => Err(ApiError::BadRequest(
