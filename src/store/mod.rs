@@ -5,6 +5,7 @@
 //! cluster mode) and share the row types and the contract written on [`Store`].
 
 mod sqlite;
+mod sqlite_messages;
 mod sqlite_publisher;
 mod sqlite_users;
 mod users;
@@ -217,7 +218,7 @@ pub enum ChannelVisibility {
 }
 
 #[async_trait]
-pub trait Store: UserStore + Send + Sync + 'static {
+pub trait Store: UserStore + MessageStore + Send + Sync + 'static {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -300,8 +301,11 @@ pub trait Store: UserStore + Send + Sync + 'static {
         changes: ChannelChanges,
     ) -> StoreResult<Channel>;
     async fn delete_channel(&self, instance_id: i64, name: &str) -> StoreResult<()>;
+}
 
-    // Messages.
+/// Messages: the durable history every delivery path reads from.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
     /// Stores a message in `channel`, allocating the channel's next id in the same transaction,
     /// so committed ids are consecutive and never become visible out of order (SPEC §9.5).
     /// Returns only after the commit is durable; the store's [`CommitListener`] has been told

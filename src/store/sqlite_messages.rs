@@ -1,0 +1,118 @@
+//! SQLite implementation of [`MessageStore`]: publishing (through the group-commit task),
+//! history reads and retention.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row};
+
+use super::sqlite::{SqliteStore, decode_error, not_found, push_page};
+use super::{Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult};
+
+/// Maps the stored action text back to the static names the API uses.
+fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
+    ["custom", "create", "update", "delete"]
+        .into_iter()
+        .find(|a| *a == stored)
+        .ok_or_else(|| decode_error("action"))
+}
+
+fn message_from_row(row: SqliteRow) -> Result<Message, sqlx::Error> {
+    let room: String = row.try_get("room")?;
+    let action: String = row.try_get("action")?;
+    Ok(Message {
+        id: row.try_get("id")?,
+        room: (!room.is_empty()).then_some(room),
+        action: action_name(&action)?,
+        author: row.try_get("author")?,
+        metadata: row.try_get("metadata")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {
+        self.publisher().publish(channel, new).await
+    }
+
+    async fn last_message_id(&self, channel: &Channel) -> StoreResult<i64> {
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT last_id FROM channel_sequences WHERE instance_id = ? AND name = ?",
+        )
+        .bind(channel.instance_id)
+        .bind(&channel.name)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    async fn history(
+        &self,
+        channel_id: i64,
+        room: Option<&str>,
+        page: IdPage,
+    ) -> StoreResult<Vec<Message>> {
+        let mut query = QueryBuilder::new("SELECT * FROM messages WHERE channel_id = ");
+        query
+            .push_bind(channel_id)
+            .push(" AND room = ")
+            .push_bind(room.unwrap_or(""));
+        push_page(&mut query, "id", page);
+        let rows = query.build().fetch_all(self.reader()).await?;
+        Ok(rows
+            .into_iter()
+            .map(message_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn message(&self, channel_id: i64, id: i64, room: Option<&str>) -> StoreResult<Message> {
+        let row = sqlx::query(
+            "SELECT * FROM messages WHERE channel_id = ? AND id = ? AND (? IS NULL OR room = ?)",
+        )
+        .bind(channel_id)
+        .bind(id)
+        .bind(room)
+        .bind(room)
+        .fetch_one(self.reader())
+        .await
+        .map_err(not_found)?;
+        Ok(message_from_row(row)?)
+    }
+
+    async fn prune(&self, max_per_room: u64, created_before: Option<i64>) -> StoreResult<Pruned> {
+        let mut pruned = Pruned::default();
+        if let Some(cutoff) = created_before {
+            pruned.by_age = sqlx::query("DELETE FROM messages WHERE created_at < ?")
+                .bind(cutoff)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+        }
+        if max_per_room > 0 {
+            let keep = i64::try_from(max_per_room).unwrap_or(i64::MAX);
+            let over: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT channel_id, room FROM messages GROUP BY channel_id, room \
+                 HAVING COUNT(*) > ?",
+            )
+            .bind(keep)
+            .fetch_all(self.reader())
+            .await?;
+            for (channel_id, room) in over {
+                // Everything at or below the newest id that falls outside the kept window.
+                pruned.by_count += sqlx::query(
+                    "DELETE FROM messages WHERE channel_id = ?1 AND room = ?2 AND id <= \
+                     (SELECT id FROM messages WHERE channel_id = ?1 AND room = ?2 \
+                      ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                )
+                .bind(channel_id)
+                .bind(&room)
+                .bind(keep)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+            }
+        }
+        Ok(pruned)
+    }
+}
