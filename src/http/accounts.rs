@@ -48,13 +48,18 @@ pub fn account_json(account: &Account, with_key: bool) -> Value {
     value
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
+/// Argon2id off the async threads.
+pub(super) async fn hash_password(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || keys::hash_password(&password))
         .await
         .map_err(|err| ApiError::Internal(err.into()))
 }
 
-async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
+/// Checks a password off the async threads; an account or user without one never matches.
+pub(super) async fn verify_password(
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, ApiError> {
     let Some(hash) = hash else { return Ok(false) };
     tokio::task::spawn_blocking(move || keys::verify_password(&password, &hash))
         .await

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
-use super::scope::{Caller, InstanceScope};
+use super::scope::Caller;
 use super::{App, AppState};
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model::{self, ChannelType, Permission};
@@ -146,18 +146,6 @@ async fn channel_changes(
     })
 }
 
-async fn managing_scope(
-    app: &AppState,
-    req: &ApiRequest,
-    params: &PathParams,
-) -> Result<InstanceScope, ApiError> {
-    let scope = app.instance_scope(req, &params.name("instance")).await?;
-    if !scope.caller.is_manager() {
-        return Err(ApiError::PermissionDenied);
-    }
-    Ok(scope)
-}
-
 async fn list_channels(
     State(app): State<AppState>,
     params: PathParams,
@@ -204,7 +192,7 @@ async fn create_channel(
     params: PathParams,
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
-    let scope = managing_scope(&app, &req, &params).await?;
+    let scope = app.manager_scope(&req, &params.name("instance")).await?;
     let fields = req.fields().await?;
     let mut errors = FieldErrors::default();
     let name = errors.check(
@@ -259,7 +247,7 @@ async fn update_channel(
     params: PathParams,
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
-    let scope = managing_scope(&app, &req, &params).await?;
+    let scope = app.manager_scope(&req, &params.name("instance")).await?;
     let name = params.name("channel");
     let channel = app.channel(scope.instance.id, &name).await?;
     let fields = req.fields().await?;
@@ -290,7 +278,7 @@ async fn delete_channel(
     params: PathParams,
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
-    let scope = managing_scope(&app, &req, &params).await?;
+    let scope = app.manager_scope(&req, &params.name("instance")).await?;
     let name = params.name("channel");
     let channel = app.channel(scope.instance.id, &name).await?;
     if model::is_builtin_channel(&channel.name) {

@@ -170,25 +170,12 @@ async fn get_group(
     ))
 }
 
-/// Owners and trusted keys change groups and memberships (§8; Syncano's trusted keys could not).
-async fn managing_scope(
-    app: &AppState,
-    req: &ApiRequest,
-    params: &PathParams,
-) -> Result<InstanceScope, ApiError> {
-    let scope = app.instance_scope(req, &params.name("instance")).await?;
-    if !scope.caller.is_manager() {
-        return Err(ApiError::PermissionDenied);
-    }
-    Ok(scope)
-}
-
 async fn update_group(
     State(app): State<AppState>,
     params: PathParams,
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
-    let scope = managing_scope(&app, &req, &params).await?;
+    let scope = app.manager_scope(&req, &params.name("instance")).await?;
     let id = params.id("id")?;
     app.store.group(scope.instance.id, id).await?;
     let changes = group_changes(&req.fields().await?)?;
@@ -207,7 +194,7 @@ async fn delete_group(
     params: PathParams,
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
-    let scope = managing_scope(&app, &req, &params).await?;
+    let scope = app.manager_scope(&req, &params.name("instance")).await?;
     app.store
         .delete_group(scope.instance.id, params.id("id")?)
         .await?;

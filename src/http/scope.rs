@@ -278,6 +278,20 @@ impl App {
         }
     }
 
+    /// An instance-scoped request that only owners and trusted keys may make: managing
+    /// channels, groups and memberships (§3.4).
+    pub async fn manager_scope<const P: bool>(
+        &self,
+        req: &ApiRequest<P>,
+        instance_name: &str,
+    ) -> Result<InstanceScope, ApiError> {
+        let scope = self.instance_scope(req, instance_name).await?;
+        if !scope.caller.is_manager() {
+            return Err(ApiError::PermissionDenied);
+        }
+        Ok(scope)
+    }
+
     /// Resolves the caller of a request outside any instance. `None` when no key was sent.
     pub async fn root_caller<const P: bool>(
         &self,

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::accounts::{hash_password, verify_password};
 use super::groups::group_json;
 use super::input;
 use super::paging::{Paging, shape};
@@ -14,7 +15,7 @@ use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
 use super::{App, AppState};
 use crate::error::{ApiError, FieldErrors, checked, json_response};
-use crate::keys::{self, Key, KeyKind};
+use crate::keys::{Key, KeyKind};
 use crate::model;
 use crate::store::{
     IdPage, NewUser, OBJECT_PERMISSIONS, ProfileChanges, StoreError, User, UserChanges,
@@ -98,12 +99,6 @@ pub async fn user_json(app: &App, instance: &str, user: &User) -> Result<Value, 
             "profile": profile_link,
         },
     }))
-}
-
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || keys::hash_password(&password))
-        .await
-        .map_err(|err| ApiError::Internal(err.into()))
 }
 
 fn object_permission(raw: &str) -> Option<String> {
@@ -414,11 +409,7 @@ async fn log_in_user(
         Err(StoreError::NotFound) => return Err(ApiError::Unauthorized("Invalid username.")),
         Err(err) => return Err(err.into()),
     };
-    let hash = user.password_hash.clone();
-    let valid = tokio::task::spawn_blocking(move || keys::verify_password(&password, &hash))
-        .await
-        .map_err(|err| ApiError::Internal(err.into()))?;
-    if !valid {
+    if !verify_password(password, Some(user.password_hash.clone())).await? {
         return Err(ApiError::Unauthorized("Invalid password."));
     }
     Ok(json_response(
