@@ -182,6 +182,10 @@ impl KeyCache {
         self.forget(|c| matches!(c, Cached::User(u) if u.id == user_id));
     }
 
+    pub fn forget_all(&self) {
+        self.write().clear();
+    }
+
     pub fn forget_instance(&self, instance_id: i64) {
         self.forget(|c| match c {
             Cached::Key(Credential::ApiKey(k)) => k.instance_id == instance_id,

@@ -152,6 +152,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
+    /// Cluster mode: Redis that nodes announce messages and changes on (redis://host:port).
+    /// Needs PostgreSQL storage.
+    #[arg(long, env = "HERALD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Messages kept per channel room; 0 = unlimited.
     #[arg(long, env = "HERALD_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
     pub history_max_messages: u64,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use crate::store::{CommitListener, Message};
+use crate::store::{Channel, CommitListener, Message, MessageStore, StoreResult};
 
 /// A committed message as subscribers receive it: its id and its JSON without `links`.
 #[derive(Debug)]
@@ -57,6 +57,9 @@ struct ChannelTopics {
     instance_id: i64,
     /// Keyed by room; `None` on `default`-type channels.
     rooms: Rooms,
+    /// Cluster mode: the channel's last id handed to subscribers. Messages arrive from several
+    /// nodes, so the sequencer (`cluster.rs`) delivers only the next id and repairs gaps.
+    delivered: i64,
 }
 
 struct Inner {
@@ -65,6 +68,8 @@ struct Inner {
     capacity: usize,
     /// Bumped whenever credentials or permissions change; streams re-check on every bump.
     access: watch::Sender<u64>,
+    /// Set in cluster mode: where a channel's first subscription reads its starting id.
+    sequenced_by: OnceLock<Arc<dyn MessageStore>>,
 }
 
 /// Cheap to clone; all clones share one registry.
@@ -130,20 +135,46 @@ impl Hub {
             channels: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
             access: watch::channel(0).0,
+            sequenced_by: OnceLock::new(),
         }))
     }
 
+    /// Cluster mode: messages reach the hub through the sequencer, which needs to know where
+    /// each watched channel starts.
+    pub fn sequence_from(&self, store: Arc<dyn MessageStore>) {
+        let _ = self.0.sequenced_by.set(store);
+    }
+
     /// Starts listening to a channel room. Messages committed after this call are delivered.
-    pub fn subscribe(
+    pub async fn subscribe(
+        &self,
+        instance_id: i64,
+        channel: &Channel,
+        room: Option<String>,
+    ) -> StoreResult<Subscription> {
+        let mut start = 0;
+        if let Some(store) = self.0.sequenced_by.get()
+            && !self.lock().contains_key(&channel.id)
+        {
+            // Everything up to here is in storage, which the subscriber reads after joining;
+            // the sequencer delivers from the next id on.
+            start = store.last_message_id(channel).await?;
+        }
+        Ok(self.join(instance_id, channel.id, room, start))
+    }
+
+    fn join(
         &self,
         instance_id: i64,
         channel_id: i64,
         room: Option<String>,
+        start: i64,
     ) -> Subscription {
         let mut channels = self.lock();
         let topics = channels.entry(channel_id).or_insert_with(|| ChannelTopics {
             instance_id,
             rooms: HashMap::new(),
+            delivered: start,
         });
         let receiver = topics
             .rooms
@@ -156,6 +187,41 @@ impl Hub {
             hub: self.clone(),
             channel_id,
             room,
+        }
+    }
+
+    /// Cluster mode: the last id delivered in a channel, `None` when nobody here listens.
+    pub(crate) fn delivered(&self, channel_id: i64) -> Option<i64> {
+        self.lock().get(&channel_id).map(|topics| topics.delivered)
+    }
+
+    /// Cluster mode: channels with subscribers here, with their last delivered id.
+    pub(crate) fn watched(&self) -> Vec<(i64, i64)> {
+        self.lock()
+            .iter()
+            .map(|(id, topics)| (*id, topics.delivered))
+            .collect()
+    }
+
+    /// Cluster mode: hands over message `id` if it is newer than what the channel delivered.
+    /// The sequencer calls this in id order, so `delivered` only moves forward.
+    pub(crate) fn deliver(
+        &self,
+        channel_id: i64,
+        id: i64,
+        room: &Option<String>,
+        delivery: impl FnOnce() -> Arc<Delivery>,
+    ) {
+        let mut channels = self.lock();
+        let Some(topics) = channels.get_mut(&channel_id) else {
+            return;
+        };
+        if id <= topics.delivered {
+            return;
+        }
+        topics.delivered = id;
+        if let Some(sender) = topics.rooms.get(room) {
+            let _ = sender.send(delivery());
         }
     }
 
@@ -240,9 +306,9 @@ mod tests {
     #[tokio::test]
     async fn subscribers_of_a_room_share_the_same_bytes() {
         let hub = Hub::new(16);
-        let mut a = hub.subscribe(1, 2, Some("lobby".into()));
-        let mut b = hub.subscribe(1, 2, Some("lobby".into()));
-        let mut other = hub.subscribe(1, 2, Some("other".into()));
+        let mut a = hub.join(1, 2, Some("lobby".into()), 0);
+        let mut b = hub.join(1, 2, Some("lobby".into()), 0);
+        let mut other = hub.join(1, 2, Some("other".into()), 0);
         hub.publish(2, &message(7, "lobby"));
         let (da, db) = (a.recv().await.unwrap(), b.recv().await.unwrap());
         assert_eq!(da.id, 7);
@@ -255,9 +321,9 @@ mod tests {
     #[tokio::test]
     async fn deleting_a_channel_or_instance_ends_its_subscriptions() {
         let hub = Hub::new(16);
-        let mut by_channel = hub.subscribe(1, 2, None);
-        let mut by_instance = hub.subscribe(1, 3, None);
-        let mut elsewhere = hub.subscribe(9, 4, None);
+        let mut by_channel = hub.join(1, 2, None, 0);
+        let mut by_instance = hub.join(1, 3, None, 0);
+        let mut elsewhere = hub.join(9, 4, None, 0);
         hub.close_channel(2);
         assert!(matches!(by_channel.recv().await, Err(RecvError::Closed)));
         hub.close_instance(1);
@@ -269,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_told_it_lagged() {
         let hub = Hub::new(2);
-        let mut slow = hub.subscribe(1, 2, None);
+        let mut slow = hub.join(1, 2, None, 0);
         for id in 1..=5 {
             let mut m = message(id, "x");
             m.room = None;
@@ -282,8 +348,8 @@ mod tests {
     #[test]
     fn dropping_the_last_subscription_forgets_the_room() {
         let hub = Hub::new(4);
-        let a = hub.subscribe(1, 2, Some("r".into()));
-        let b = hub.subscribe(1, 2, Some("r".into()));
+        let a = hub.join(1, 2, Some("r".into()), 0);
+        let b = hub.join(1, 2, Some("r".into()), 0);
         drop(a);
         assert_eq!(hub.subscriber_count(), 1);
         drop(b);

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
+use crate::cluster::Cluster;
 use crate::config::{DatabaseArgs, DatabaseUrl, ServeArgs, SqliteSynchronous};
 use crate::hub::Hub;
 use crate::retention::Retention;
@@ -63,13 +65,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let hub = Hub::new(args.stream_queue as usize);
-    let store = open_store(&args.database, Arc::new(hub.clone())).await?;
+    let token = CancellationToken::new();
+    let (store, cluster) = match args.redis_url.as_deref() {
+        None => (
+            open_store(&args.database, Arc::new(hub.clone())).await?,
+            None,
+        ),
+        Some(url) => {
+            if matches!(args.database.database_url, DatabaseUrl::Sqlite(_)) {
+                anyhow::bail!(
+                    "--redis-url (HERALD_REDIS_URL) is for cluster mode, which needs PostgreSQL \
+                     storage: set --database-url postgres://..., or drop --redis-url to run \
+                     one node on SQLite"
+                );
+            }
+            let (cluster, relay) = Cluster::connect(url).await?;
+            let store = open_store(&args.database, cluster.clone()).await?;
+            let changes = relay.start(
+                hub.clone(),
+                store.clone(),
+                args.poll_timeout / 10,
+                token.clone(),
+            );
+            (store, Some((cluster, changes)))
+        }
+    };
     let local_addr = listener.local_addr()?;
     if let Some(created) = bootstrap::ensure_first_account(store.as_ref(), &args.admin).await? {
         println!("{}", created.banner(local_addr));
     }
 
-    let token = CancellationToken::new();
     let tasks = TaskTracker::new();
     let retention = Retention {
         max_messages: args.history_max_messages,
@@ -83,7 +108,17 @@ pub async fn run(
     ));
 
     let grace = args.shutdown_grace;
-    let state = http::AppState::new(args, store, hub, token.clone(), tasks.clone());
+    let (cluster, changes) = cluster.unzip();
+    let state = http::AppState::new(args, store, hub, token.clone(), tasks.clone(), cluster);
+    if let Some(mut changes) = changes {
+        // What other nodes changed: forget it here too.
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                state.apply(&change);
+            }
+        });
+    }
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
     let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     tracing::info!("listening on http://{local_addr}");

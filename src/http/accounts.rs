@@ -11,6 +11,7 @@ use super::AppState;
 use super::input;
 use super::request::ApiRequest;
 use super::scope::RootCaller;
+use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::keys::{self, Key, KeyKind};
 use crate::model;
@@ -205,8 +206,7 @@ async fn reset_account_key(
         .store
         .set_account_key(caller.id, key.as_str(), &key.digest())
         .await?;
-    app.keys.forget_account(caller.id);
-    app.hub.access_changed();
+    app.changed(Change::Account { id: caller.id });
     Ok(json_response(StatusCode::OK, &account_json(&account, true)))
 }
 

@@ -12,6 +12,7 @@ use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::InstanceScope;
+use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, json_response};
 use crate::keys::{Key, KeyKind};
 use crate::model;
@@ -204,8 +205,7 @@ async fn update_api_key(
         .update_api_key(scope.instance.id, key.id, changes)
         .await?;
     // Flags decide the caller class: cached credentials must not outlive them.
-    app.keys.forget_api_key(key.id);
-    app.hub.access_changed();
+    app.changed(Change::ApiKey { id: key.id });
     Ok(json_response(
         StatusCode::OK,
         &api_key_json(&scope.instance.name, &updated),
@@ -219,8 +219,7 @@ async fn delete_api_key(
 ) -> Result<Response, ApiError> {
     let (scope, key) = owned_key(&app, &req, &params).await?;
     app.store.delete_api_key(scope.instance.id, key.id).await?;
-    app.keys.forget_api_key(key.id);
-    app.hub.access_changed();
+    app.changed(Change::ApiKey { id: key.id });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -235,8 +234,7 @@ async fn reset_api_key(
         .store
         .set_api_key_key(scope.instance.id, key.id, fresh.as_str(), &fresh.digest())
         .await?;
-    app.keys.forget_api_key(key.id);
-    app.hub.access_changed();
+    app.changed(Change::ApiKey { id: key.id });
     Ok(json_response(
         StatusCode::OK,
         &api_key_json(&scope.instance.name, &updated),

@@ -12,6 +12,7 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::Caller;
 use super::{App, AppState};
+use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model::{self, ChannelType, Permission};
 use crate::store::{Channel, ChannelChanges, ChannelVisibility, NewChannel};
@@ -264,9 +265,11 @@ async fn update_channel(
         .store
         .update_channel(scope.instance.id, &name, changes)
         .await;
-    app.channels.remove(&(scope.instance.id, name));
+    app.changed(Change::Channel {
+        instance_id: scope.instance.id,
+        name,
+    });
     let updated = updated?;
-    app.hub.access_changed();
     Ok(json_response(
         StatusCode::OK,
         &channel_json(&scope.instance.name, &updated),
@@ -285,8 +288,12 @@ async fn delete_channel(
         return Err(ApiError::PermissionDenied);
     }
     let deleted = app.store.delete_channel(scope.instance.id, &name).await;
-    app.channels.remove(&(scope.instance.id, name));
+    app.channels.remove(&(scope.instance.id, name.clone()));
     deleted?;
-    app.hub.close_channel(channel.id);
+    app.changed(Change::ChannelDeleted {
+        instance_id: scope.instance.id,
+        name,
+        channel_id: channel.id,
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }

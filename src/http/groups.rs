@@ -13,6 +13,7 @@ use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
 use super::users::{MAX_GROUPS_PER_USER, user_json};
 use super::{App, AppState};
+use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, json_response};
 use crate::model;
 use crate::store::{Group, GroupChanges, StoreError, User};
@@ -199,13 +200,10 @@ async fn delete_group(
         .delete_group(scope.instance.id, params.id("id")?)
         .await?;
     // Channels that named the group now have none: their cached rows are stale.
-    forget_channels(&app, scope.instance.id);
-    app.hub.access_changed();
+    app.changed(Change::Channels {
+        instance_id: scope.instance.id,
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn forget_channels(app: &App, instance_id: i64) {
-    app.channels.retain(|(id, _), _| *id != instance_id);
 }
 
 /// Which side of a membership a path starts from.
@@ -414,7 +412,7 @@ async fn add_membership<const SIDE: bool>(
         }
         Err(err) => return Err(err.into()),
     }
-    app.hub.access_changed();
+    app.changed(Change::Access);
     let instance = &parent.scope.instance.name;
     Ok(json_response(
         StatusCode::CREATED,
@@ -467,6 +465,6 @@ async fn remove_membership<const SIDE: bool>(
     let parent = membership_parent(&app, &req, &params, side, true).await?;
     let (group, user) = membership(&app, &parent, &params).await?;
     app.store.remove_membership(user.id, group.id).await?;
-    app.hub.access_changed();
+    app.changed(Change::Access);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

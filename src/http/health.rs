@@ -33,17 +33,24 @@ async fn live() -> Response {
     no_store(json_response(StatusCode::OK, &json!({"status": "ok"})))
 }
 
+/// Storage must answer; fan-out is reported but a lost Redis does not make the node unhealthy,
+/// since it keeps serving and repairs from storage (SPEC §11.5).
 async fn health(State(app): State<AppState>) -> Response {
     let version = env!("CARGO_PKG_VERSION");
+    let fanout = match &app.cluster {
+        None => "local",
+        Some(cluster) if cluster.connected() => "redis",
+        Some(_) => "redis: disconnected, reconnecting",
+    };
     let response = match app.store.ping().await {
         Ok(()) => json_response(
             StatusCode::OK,
-            &json!({"status": "ok", "version": version, "storage": "ok", "fanout": "local"}),
+            &json!({"status": "ok", "version": version, "storage": "ok", "fanout": fanout}),
         ),
         Err(err) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"status": "unavailable", "version": version,
-                    "storage": format!("error: {err}"), "fanout": "local"}),
+                    "storage": format!("error: {err}"), "fanout": fanout}),
         ),
     };
     no_store(response)

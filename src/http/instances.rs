@@ -13,6 +13,7 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, PathParams};
 use super::scope::{Caller, RootCaller};
 use super::{App, AppState};
+use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model;
 use crate::store::{Instance, InstanceChanges, StoreError};
@@ -196,7 +197,10 @@ async fn update_instance(
         .store
         .update_instance(scope.instance.id, changes)
         .await?;
-    app.forget_instance(&instance);
+    app.changed(Change::Instance {
+        id: instance.id,
+        name: instance.name.clone(),
+    });
     Ok(json_response(
         StatusCode::OK,
         &instance_json(&app, &instance, "full").await?,
@@ -213,9 +217,10 @@ async fn delete_instance(
         return Err(ApiError::PermissionDenied);
     }
     app.store.delete_instance(scope.instance.id).await?;
-    app.forget_instance(&scope.instance);
-    app.keys.forget_instance(scope.instance.id);
-    app.hub.close_instance(scope.instance.id);
+    app.changed(Change::InstanceDeleted {
+        id: scope.instance.id,
+        name: scope.instance.name.clone(),
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -236,7 +241,10 @@ async fn rename_instance(
         .store
         .rename_instance(scope.instance.id, &new_name)
         .await?;
-    app.forget_instance(&scope.instance);
+    app.changed(Change::Instance {
+        id: scope.instance.id,
+        name: scope.instance.name.clone(),
+    });
     Ok(json_response(
         StatusCode::OK,
         &instance_json(&app, &instance, "full").await?,

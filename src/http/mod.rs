@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::KeyCache;
 use crate::cache::Cache;
+use crate::cluster::{Change, Cluster};
 use crate::config::{CorsOrigins, ServeArgs};
 use crate::error::{ApiError, json_response};
 use crate::hub::Hub;
@@ -58,6 +59,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams) that shutdown waits for.
     pub tasks: TaskTracker,
+    /// Cluster mode: the Redis relay that tells other nodes about changes.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Deref for AppState {
@@ -74,6 +77,7 @@ impl AppState {
         hub: Hub,
         shutdown: CancellationToken,
         tasks: TaskTracker,
+        cluster: Option<Arc<Cluster>>,
     ) -> AppState {
         AppState(Arc::new(App {
             poll_limit: RateLimiter::new(config.rate_poll),
@@ -87,7 +91,63 @@ impl AppState {
             channels: Cache::default(),
             shutdown,
             tasks,
+            cluster,
         }))
+    }
+}
+
+impl App {
+    /// Forgets what a change made stale here and tells the other nodes to do the same. Call
+    /// it after the change is stored and before answering, so the caller's next request (on
+    /// any node, within a second) sees it.
+    pub fn changed(&self, change: Change) {
+        self.apply(&change);
+        if let Some(cluster) = &self.cluster {
+            cluster.announce(change);
+        }
+    }
+
+    /// Applies a change made on this node or announced by another.
+    pub fn apply(&self, change: &Change) {
+        match change {
+            Change::Account { id } => self.keys.forget_account(*id),
+            Change::ApiKey { id } => self.keys.forget_api_key(*id),
+            Change::User { id } => self.keys.forget_user(*id),
+            Change::Access => {}
+            Change::Channel { instance_id, name } => {
+                self.channels.remove(&(*instance_id, name.clone()));
+            }
+            Change::ChannelDeleted {
+                instance_id,
+                name,
+                channel_id,
+            } => {
+                self.channels.remove(&(*instance_id, name.clone()));
+                self.hub.close_channel(*channel_id);
+            }
+            Change::Channels { instance_id } => {
+                self.channels.retain(|(id, _), _| id != instance_id);
+            }
+            Change::Instance { id, name } => {
+                self.instances.remove(name);
+                self.channels
+                    .retain(|(instance_id, _), _| instance_id != id);
+            }
+            Change::InstanceDeleted { id, name } => {
+                self.instances.remove(name);
+                self.channels
+                    .retain(|(instance_id, _), _| instance_id != id);
+                self.keys.forget_instance(*id);
+                self.hub.close_instance(*id);
+            }
+            Change::Everything => {
+                self.keys.forget_all();
+                self.instances.retain(|_, _| false);
+                self.channels.retain(|_, _| false);
+            }
+        }
+        // Every change may end someone's right to a stream.
+        self.hub.access_changed();
     }
 }
 

@@ -158,9 +158,10 @@ async fn long_poll(
 ) -> Result<Response, ApiError> {
     // Subscribe before looking at storage: a message committed in between is then in both
     // places, never in neither.
-    let mut subscription =
-        app.hub
-            .subscribe(target.instance.id, target.channel.id, target.room.clone());
+    let mut subscription = app
+        .hub
+        .subscribe(target.instance.id, &target.channel, target.room.clone())
+        .await?;
     if let Some(last_id) = last_id
         && let Some(message) = first_after(app, target, last_id).await?
     {

@@ -176,14 +176,6 @@ impl App {
         Ok(channel)
     }
 
-    /// Drops cached rows of an instance after it changed or went away.
-    pub fn forget_instance(&self, instance: &Instance) {
-        self.instances.remove(&instance.name);
-        let id = instance.id;
-        self.channels
-            .retain(|(instance_id, _), _| *instance_id != id);
-    }
-
     /// Reads the API-key slot and resolves it. `Err` only when storage fails.
     async fn presented_credential<const P: bool>(
         &self,

@@ -346,9 +346,14 @@ async fn run<O: Outbox>(
     };
 
     loop {
-        let mut subscription =
-            app.hub
-                .subscribe(target.instance.id, target.channel.id, target.room.clone());
+        let mut subscription = match app
+            .hub
+            .subscribe(target.instance.id, &target.channel, target.room.clone())
+            .await
+        {
+            Ok(subscription) => subscription,
+            Err(_) => return End::Internal,
+        };
 
         // Replay: read storage page by page; each page is written as the socket drains.
         loop {

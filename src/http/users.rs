@@ -14,6 +14,7 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
 use super::{App, AppState};
+use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::keys::{Key, KeyKind};
 use crate::model;
@@ -354,8 +355,7 @@ async fn delete_user(
     }
     let id = params.id("id")?;
     app.store.delete_user(scope.instance.id, id).await?;
-    app.keys.forget_user(id);
-    app.hub.access_changed();
+    app.changed(Change::User { id });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -371,8 +371,7 @@ async fn reset_user_key(
         .store
         .set_user_key(scope.instance.id, user.id, fresh.as_str(), &fresh.digest())
         .await?;
-    app.keys.forget_user(user.id);
-    app.hub.access_changed();
+    app.changed(Change::User { id: user.id });
     Ok(json_response(
         StatusCode::OK,
         &user_json(&app, &scope.instance.name, &updated).await?,

@@ -321,6 +321,14 @@ pub trait MessageStore: Send + Sync {
         room: Option<&str>,
         page: IdPage,
     ) -> StoreResult<Vec<Message>>;
+    /// Messages of every room of a channel with ids after `after`, oldest first, at most
+    /// `limit`: how a cluster node repairs a gap in what it was told.
+    async fn messages_after(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>>;
     /// One message of this channel; with `room`, it must be in that room.
     async fn message(&self, channel_id: i64, id: i64, room: Option<&str>) -> StoreResult<Message>;
     /// Applies retention: keep at most `max_per_room` newest messages per channel room

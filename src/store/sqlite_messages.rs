@@ -66,6 +66,26 @@ impl MessageStore for SqliteStore {
             .collect::<Result<_, _>>()?)
     }
 
+    async fn messages_after(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE channel_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(channel_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(message_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
     async fn message(&self, channel_id: i64, id: i64, room: Option<&str>) -> StoreResult<Message> {
         let row = sqlx::query(
             "SELECT * FROM messages WHERE channel_id = ? AND id = ? AND (? IS NULL OR room = ?)",
