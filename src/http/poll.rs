@@ -43,8 +43,32 @@ async fn poll_channel(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
+    // Checking the caller needs far more future state than waiting does. Each phase is boxed
+    // on its own, so a waiting poll (thousands may wait at once) holds only the waiting state.
+    let (target, transport, last_id) = Box::pin(prepare(&app, &params, &req)).await?;
+    match transport {
+        Transport::Poll => {
+            drop((req, upgrade, params));
+            Box::pin(long_poll(&app, &target, last_id)).await
+        }
+        Transport::WebSocket => match upgrade {
+            Ok(upgrade) => Ok(stream::websocket(app, target, last_id, upgrade)),
+            Err(_) => Err(ApiError::BadRequest(
+                "Expected WebSocket connection.".into(),
+            )),
+        },
+        Transport::Sse => Ok(stream::sse(app, target, last_id)),
+    }
+}
+
+/// Every check of a poll or stream request: who asks, for which channel room, from where.
+async fn prepare(
+    app: &AppState,
+    params: &PathParams,
+    req: &ApiRequest,
+) -> Result<(StreamTarget, Transport, Option<i64>), ApiError> {
     let scope = app
-        .instance_scope_charging(&req, &params.name("instance"), Budget::Poll)
+        .instance_scope_charging(req, &params.name("instance"), Budget::Poll)
         .await?;
     if !may_read_channels(&scope.caller) {
         return Err(ApiError::PermissionDenied);
@@ -52,7 +76,7 @@ async fn poll_channel(
     let channel = app
         .channel(scope.instance.id, &params.name("channel"))
         .await?;
-    if !may_subscribe(&app, &scope.caller, &channel).await? {
+    if !may_subscribe(app, &scope.caller, &channel).await? {
         return Err(ApiError::PermissionDenied);
     }
     let transport = match req.query.get("transport") {
@@ -84,10 +108,9 @@ async fn poll_channel(
         }
     }
     let room = channel_room(&channel, req.query.get("room"))?;
-    if transport != Transport::Poll && !origin_allowed(&app.config.cors_origins, &req) {
+    if transport != Transport::Poll && !origin_allowed(&app.config.cors_origins, req) {
         return Err(ApiError::Forbidden("Origin not allowed."));
     }
-
     let target = StreamTarget {
         instance: scope.instance.clone(),
         channel,
@@ -95,20 +118,7 @@ async fn poll_channel(
         key: scope.key,
         user_key: scope.user_key,
     };
-    match transport {
-        Transport::Poll => {
-            // A waiting poll keeps only what it needs: thousands may wait at once.
-            drop((req, upgrade));
-            long_poll(&app, &target, last_id).await
-        }
-        Transport::WebSocket => match upgrade {
-            Ok(upgrade) => Ok(stream::websocket(app, target, last_id, upgrade)),
-            Err(_) => Err(ApiError::BadRequest(
-                "Expected WebSocket connection.".into(),
-            )),
-        },
-        Transport::Sse => Ok(stream::sse(app, target, last_id)),
-    }
+    Ok((target, transport, last_id))
 }
 
 /// Streams refuse browsers from unlisted origins; requests without `Origin` are not browsers.

@@ -45,8 +45,9 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const SEND_BATCH: usize = 64;
 /// Initial per-connection read buffer.
 const READ_BUFFER: usize = 1024;
-/// How long the final error frame and close may take before the connection is dropped.
-const FINISH_WITHIN: Duration = Duration::from_secs(1);
+/// How long the final error frame and close may take before the connection is dropped: long
+/// enough for a slow but live client to drain what it was sent and learn why it was closed.
+const FINISH_WITHIN: Duration = Duration::from_secs(5);
 /// Credentials and permission are re-checked at least this often, and on every change.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
 

@@ -4,7 +4,9 @@
 //! fighting over SQLite's lock (no SQLITE_BUSY, and a publish's id allocation and insert can
 //! never interleave with another's), and a pool of readers that WAL lets run beside the writer.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +15,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use tokio_util::sync::CancellationToken;
 
 use super::sqlite_publisher::Publisher;
 use super::*;
@@ -25,6 +28,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 pub struct SqliteStore {
     writer: SqlitePool,
     publisher: Publisher,
+    /// Channel rooms that received messages since the pruner last looked at them.
+    active_rooms: Arc<ActiveRooms>,
+    /// Stops the checkpointer when the store goes away.
+    _checkpointer: tokio_util::sync::DropGuard,
     reader: SqlitePool,
     path: PathBuf,
     /// Held for the store's lifetime: one process per database file (SPEC §11.5). An advisory
@@ -61,18 +68,25 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Checkpoints run beside the writer (see `checkpoint`), never inside a publish.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         MIGRATOR.run(&writer).await?;
+        let checkpointer = CancellationToken::new();
+        let connection = SqliteConnection::connect_with(&options).await?;
+        tokio::spawn(checkpoint(connection, checkpointer.clone()));
+        let active_rooms = Arc::new(ActiveRooms::default());
         let reader = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
             .connect_with(options)
             .await?;
         Ok(SqliteStore {
-            publisher: Publisher::start(writer.clone(), listener),
+            publisher: Publisher::start(writer.clone(), listener, active_rooms.clone()),
+            active_rooms,
+            _checkpointer: checkpointer.drop_guard(),
             writer,
             reader,
             path: path.to_path_buf(),
@@ -95,6 +109,84 @@ impl SqliteStore {
     pub(super) fn publisher(&self) -> &Publisher {
         &self.publisher
     }
+
+    pub(super) fn active_rooms(&self) -> &ActiveRooms {
+        &self.active_rooms
+    }
+}
+
+/// Room names by channel id.
+pub(super) type RoomSet = HashMap<i64, HashSet<String>>;
+
+/// Which channel rooms got messages lately, so pruning by count looks only at those instead of
+/// scanning every room. Starts out as "all of them": rooms filled before a restart are unknown.
+pub(super) struct ActiveRooms {
+    rooms: Mutex<Option<RoomSet>>,
+}
+
+impl Default for ActiveRooms {
+    fn default() -> Self {
+        ActiveRooms {
+            rooms: Mutex::new(None),
+        }
+    }
+}
+
+impl ActiveRooms {
+    pub(super) fn touched(&self, channel_id: i64, room: &str) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rooms) = rooms.as_mut() {
+            let channel = rooms.entry(channel_id).or_default();
+            if !channel.contains(room) {
+                channel.insert(room.to_owned());
+            }
+        }
+    }
+
+    /// The rooms to look at now (`None`: every room), leaving an empty set behind.
+    pub(super) fn take(&self) -> Option<RoomSet> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.replace(RoomSet::new())
+    }
+
+    /// Puts rooms back after a failed pass, so they are not forgotten.
+    pub(super) fn restore(&self, pending: Option<RoomSet>) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        match (rooms.as_mut(), pending) {
+            (Some(current), Some(pending)) => {
+                for (channel_id, names) in pending {
+                    current.entry(channel_id).or_default().extend(names);
+                }
+            }
+            (_, None) => *rooms = None,
+            (None, Some(_)) => {}
+        }
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the WAL into the database file from a connection of its own. SQLite would otherwise
+/// checkpoint inside whichever commit crosses its threshold, holding that publish (and every
+/// publish queued behind it) for the whole copy and its fsync. A passive checkpoint never
+/// blocks the writer; the writer starts the WAL over once a checkpoint has caught up.
+async fn checkpoint(mut connection: SqliteConnection, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut connection)
+            .await
+        {
+            tracing::warn!("WAL checkpoint failed: {err}");
+        }
+    }
+    let _ = connection.close().await;
 }
 
 fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {

@@ -2,10 +2,10 @@
 //! history reads and retention.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row};
+use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::sqlite::{SqliteStore, decode_error, not_found, push_page};
+use super::sqlite::{RoomSet, SqliteStore, decode_error, not_found, push_page};
 use super::{Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult};
 
 /// Maps the stored action text back to the static names the API uses.
@@ -103,36 +103,101 @@ impl MessageStore for SqliteStore {
     async fn prune(&self, max_per_room: u64, created_before: Option<i64>) -> StoreResult<Pruned> {
         let mut pruned = Pruned::default();
         if let Some(cutoff) = created_before {
-            pruned.by_age = sqlx::query("DELETE FROM messages WHERE created_at < ?")
+            pruned.by_age = delete_in_chunks(self.writer(), |chunk| {
+                sqlx::query(
+                    "DELETE FROM messages WHERE (channel_id, id) IN (SELECT channel_id, id \
+                     FROM messages WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+                )
                 .bind(cutoff)
-                .execute(self.writer())
-                .await?
-                .rows_affected();
+                .bind(chunk)
+            })
+            .await?;
         }
         if max_per_room > 0 {
             let keep = i64::try_from(max_per_room).unwrap_or(i64::MAX);
-            let over: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT channel_id, room FROM messages GROUP BY channel_id, room \
-                 HAVING COUNT(*) > ?",
-            )
-            .bind(keep)
-            .fetch_all(self.reader())
-            .await?;
-            for (channel_id, room) in over {
-                // Everything at or below the newest id that falls outside the kept window.
-                pruned.by_count += sqlx::query(
-                    "DELETE FROM messages WHERE channel_id = ?1 AND room = ?2 AND id <= \
-                     (SELECT id FROM messages WHERE channel_id = ?1 AND room = ?2 \
-                      ORDER BY id DESC LIMIT 1 OFFSET ?3)",
-                )
-                .bind(channel_id)
-                .bind(&room)
-                .bind(keep)
-                .execute(self.writer())
-                .await?
-                .rows_affected();
+            let active = self.active_rooms().take();
+            match self.prune_rooms(active.as_ref(), keep).await {
+                Ok(count) => pruned.by_count = count,
+                Err(err) => {
+                    self.active_rooms().restore(active);
+                    return Err(err);
+                }
             }
         }
         Ok(pruned)
+    }
+}
+
+/// Rows deleted per statement: each statement holds the writer, so publishes queued behind a
+/// large prune wait for one chunk, not for the whole prune.
+const PRUNE_CHUNK: i64 = 1000;
+
+impl SqliteStore {
+    /// Trims each room to its newest `keep` messages: the rooms that got messages since the
+    /// last pass, or all rooms when that is unknown (after a start).
+    async fn prune_rooms(&self, active: Option<&RoomSet>, keep: i64) -> StoreResult<u64> {
+        let rooms: Vec<(i64, String)> = match active {
+            Some(active) => active
+                .iter()
+                .flat_map(|(channel_id, names)| {
+                    names.iter().map(|name| (*channel_id, name.clone()))
+                })
+                .collect(),
+            None => {
+                sqlx::query_as(
+                    "SELECT channel_id, room FROM messages GROUP BY channel_id, room \
+                     HAVING COUNT(*) > ?",
+                )
+                .bind(keep)
+                .fetch_all(self.reader())
+                .await?
+            }
+        };
+        let mut deleted = 0;
+        for (channel_id, room) in rooms {
+            // The newest id that falls outside the kept window, if the room is over.
+            let cutoff: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM messages WHERE channel_id = ? AND room = ? \
+                 ORDER BY id DESC LIMIT 1 OFFSET ?",
+            )
+            .bind(channel_id)
+            .bind(&room)
+            .bind(keep)
+            .fetch_optional(self.reader())
+            .await?;
+            let Some(cutoff) = cutoff else { continue };
+            deleted += delete_in_chunks(self.writer(), |chunk| {
+                sqlx::query(
+                    "DELETE FROM messages WHERE channel_id = ?1 AND room = ?2 AND id IN \
+                     (SELECT id FROM messages WHERE channel_id = ?1 AND room = ?2 AND id <= ?3 \
+                      ORDER BY id LIMIT ?4)",
+                )
+                .bind(channel_id)
+                .bind(room.clone())
+                .bind(cutoff)
+                .bind(chunk)
+            })
+            .await?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Runs a chunked DELETE until it removes fewer rows than a chunk, yielding between chunks.
+async fn delete_in_chunks<'q>(
+    writer: &SqlitePool,
+    statement: impl Fn(i64) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+) -> StoreResult<u64> {
+    let mut deleted = 0;
+    loop {
+        let removed = statement(PRUNE_CHUNK)
+            .execute(writer)
+            .await?
+            .rows_affected();
+        deleted += removed;
+        if removed < PRUNE_CHUNK as u64 {
+            return Ok(deleted);
+        }
+        tokio::task::yield_now().await;
     }
 }

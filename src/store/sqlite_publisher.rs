@@ -10,6 +10,7 @@ use std::sync::Arc;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::sqlite::ActiveRooms;
 use super::{Channel, CommitListener, Message, NewMessage, StoreError, StoreResult};
 use crate::model;
 
@@ -32,9 +33,13 @@ pub(super) struct Publisher {
 
 impl Publisher {
     /// Starts the publishing task on `writer`, the pool holding the one write connection.
-    pub(super) fn start(writer: SqlitePool, listener: Arc<dyn CommitListener>) -> Publisher {
+    pub(super) fn start(
+        writer: SqlitePool,
+        listener: Arc<dyn CommitListener>,
+        active_rooms: Arc<ActiveRooms>,
+    ) -> Publisher {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, listener, queue));
+        tokio::spawn(run(writer, listener, active_rooms, queue));
         Publisher { jobs }
     }
 
@@ -56,6 +61,7 @@ impl Publisher {
 async fn run(
     writer: SqlitePool,
     listener: Arc<dyn CommitListener>,
+    active_rooms: Arc<ActiveRooms>,
     mut queue: mpsc::Receiver<Job>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -81,6 +87,7 @@ async fn run(
                     });
                     if let Ok(message) = &result {
                         listener.committed(job.channel_id, message);
+                        active_rooms.touched(job.channel_id, message.room.as_deref().unwrap_or(""));
                     }
                     // A publisher that went away still had its message stored and announced.
                     let _ = job.reply.send(result);
