@@ -1,7 +1,7 @@
 //! Cluster mode: several nodes on one PostgreSQL, told about each other's work through Redis.
 //!
 //! PostgreSQL is the source of truth; Redis pub/sub only announces (SPEC §11.5). Every committed
-//! message is announced on [`MESSAGES`]; each node hands announcements to its own subscribers
+//! message is announced on `<prefix>:messages`; each node hands announcements to its own subscribers
 //! through one sequencer task that delivers a channel's ids strictly in order. Announcements
 //! from different nodes can arrive out of order or not at all (Redis restarts, dropped
 //! connections), so a node that sees a gap waits a moment for the missing ids, then reads them
@@ -9,7 +9,7 @@
 //! timer. Delay is possible; loss, duplication and reordering are not.
 //!
 //! Changes that make cached rows or open streams stale (key resets, deletions, permission
-//! changes) go out on [`CONTROL`], so every node forgets them and re-checks its streams.
+//! changes) go out on `<prefix>:control`, so every node forgets them and re-checks its streams.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -26,11 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Delivery, Hub};
 use crate::store::{CommitListener, Message, MessageStore};
-
-/// Redis channel carrying committed messages.
-pub const MESSAGES: &str = "herald:messages";
-/// Redis channel carrying [`Change`]s.
-pub const CONTROL: &str = "herald:control";
 
 /// How long a gap may stay open waiting for announcements before storage is read. Nodes
 /// announce right after their commits, so a later id usually arrives within a millisecond.
@@ -76,7 +71,7 @@ struct ControlMessage {
     change: Change,
 }
 
-/// The header of an announcement on [`MESSAGES`]: one JSON line, then the message's JSON as
+/// The header of an announcement on `<prefix>:messages`: one JSON line, then the message's JSON as
 /// subscribers receive it, so no node encodes a message twice.
 #[derive(Serialize, Deserialize)]
 struct Announcement<'a> {
@@ -86,6 +81,13 @@ struct Announcement<'a> {
     id: i64,
     #[serde(borrow)]
     room: Option<Cow<'a, str>>,
+}
+
+/// The Redis channel names of one cluster.
+#[derive(Clone)]
+struct Topics {
+    messages: Arc<str>,
+    control: Arc<str>,
 }
 
 /// What the sequencer acts on.
@@ -104,29 +106,35 @@ enum Event {
 /// announce to the local hub in order.
 pub struct Cluster {
     node: u64,
+    topics: Topics,
     events: mpsc::UnboundedSender<Event>,
-    outbound: mpsc::UnboundedSender<(&'static str, Vec<u8>)>,
+    outbound: mpsc::UnboundedSender<(Arc<str>, Vec<u8>)>,
     connected: Arc<AtomicBool>,
 }
 
 /// The relay's tasks, ready to start once the store (which reports commits to the
 /// [`Cluster`]) is open.
 pub struct Relay {
+    topics: Topics,
     client: redis::Client,
     pubsub: redis::aio::PubSub,
     node: u64,
     events: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
-    outbound_rx: mpsc::UnboundedReceiver<(&'static str, Vec<u8>)>,
+    outbound_rx: mpsc::UnboundedReceiver<(Arc<str>, Vec<u8>)>,
     connected: Arc<AtomicBool>,
 }
 
 impl Cluster {
     /// Connects to Redis, failing with a clear message when it cannot.
-    pub async fn connect(url: &str) -> anyhow::Result<(Arc<Cluster>, Relay)> {
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<(Arc<Cluster>, Relay)> {
         let client = redis::Client::open(url)
             .map_err(|err| anyhow::anyhow!("invalid Redis URL {url}: {err}"))?;
-        let pubsub = subscribe(&client).await.map_err(|err| {
+        let topics = Topics {
+            messages: format!("{prefix}:messages").into(),
+            control: format!("{prefix}:control").into(),
+        };
+        let pubsub = subscribe(&client, &topics).await.map_err(|err| {
             anyhow::anyhow!("could not connect to Redis at {url}: {err}; is it running?")
         })?;
         let node = rand::random::<u64>();
@@ -135,11 +143,13 @@ impl Cluster {
         let connected = Arc::new(AtomicBool::new(true));
         let cluster = Arc::new(Cluster {
             node,
+            topics: topics.clone(),
             events: events.clone(),
             outbound,
             connected: connected.clone(),
         });
         let relay = Relay {
+            topics,
             client,
             pubsub,
             node,
@@ -158,7 +168,7 @@ impl Cluster {
             change,
         };
         if let Ok(bytes) = serde_json::to_vec(&message) {
-            let _ = self.outbound.send((CONTROL, bytes));
+            let _ = self.outbound.send((self.topics.control.clone(), bytes));
         }
     }
 
@@ -182,6 +192,7 @@ impl Relay {
         hub.sequence_from(store.clone());
         tokio::spawn(publish_loop(self.client.clone(), self.outbound_rx));
         tokio::spawn(listen_loop(
+            self.topics,
             self.client,
             Some(self.pubsub),
             self.node,
@@ -214,7 +225,7 @@ impl CommitListener for Cluster {
         if serde_json::to_writer(&mut bytes, &announcement).is_ok() {
             bytes.push(b'\n');
             bytes.extend_from_slice(&json);
-            let _ = self.outbound.send((MESSAGES, bytes));
+            let _ = self.outbound.send((self.topics.messages.clone(), bytes));
         }
         let _ = self.events.send(Event::Message {
             channel_id,
@@ -225,9 +236,14 @@ impl CommitListener for Cluster {
     }
 }
 
-async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
+async fn subscribe(
+    client: &redis::Client,
+    topics: &Topics,
+) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(&[MESSAGES, CONTROL]).await?;
+    pubsub
+        .subscribe(&[&*topics.messages, &*topics.control])
+        .await?;
     Ok(pubsub)
 }
 
@@ -235,7 +251,7 @@ async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::Pub
 /// nodes repair from storage when it returns.
 async fn publish_loop(
     client: redis::Client,
-    mut outbound: mpsc::UnboundedReceiver<(&'static str, Vec<u8>)>,
+    mut outbound: mpsc::UnboundedReceiver<(Arc<str>, Vec<u8>)>,
 ) {
     let mut connection = None;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
@@ -252,7 +268,7 @@ async fn publish_loop(
         if let Some(conn) = connection.as_mut() {
             let mut pipe = redis::pipe();
             for (channel, payload) in batch.iter() {
-                pipe.publish(*channel, payload.as_slice()).ignore();
+                pipe.publish(&**channel, payload.as_slice()).ignore();
             }
             if let Err(err) = pipe.query_async::<()>(conn).await {
                 tracing::warn!(
@@ -268,6 +284,7 @@ async fn publish_loop(
 /// Receives announcements and changes, reconnecting when Redis goes away. After a reconnect
 /// everything this node might have missed is re-read.
 async fn listen_loop(
+    topics: Topics,
     client: redis::Client,
     mut pubsub: Option<redis::aio::PubSub>,
     node: u64,
@@ -283,7 +300,7 @@ async fn listen_loop(
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(backoff) => {}
             }
-            match subscribe(&client).await {
+            match subscribe(&client, &topics).await {
                 Ok(fresh) => {
                     tracing::info!("Redis connection restored; re-reading watched channels");
                     pubsub = Some(fresh);
@@ -307,7 +324,7 @@ async fn listen_loop(
             };
             let Some(message) = message else { break };
             let payload = message.get_payload_bytes();
-            if message.get_channel_name() == MESSAGES {
+            if message.get_channel_name() == &*topics.messages {
                 let Some(split) = payload.iter().position(|&b| b == b'\n') else {
                     continue;
                 };

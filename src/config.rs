@@ -157,6 +157,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Cluster mode: prefix of the Redis pub/sub channels, so several clusters can share one
+    /// Redis. Every node of a cluster must use the same prefix.
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
+    pub redis_prefix: String,
+
     /// Messages kept per channel room; 0 = unlimited.
     #[arg(long, env = "HERALD_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
     pub history_max_messages: u64,

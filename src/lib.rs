@@ -79,7 +79,7 @@ pub async fn run(
                      one node on SQLite"
                 );
             }
-            let (cluster, relay) = Cluster::connect(url).await?;
+            let (cluster, relay) = Cluster::connect(url, &args.redis_prefix).await?;
             let store = open_store(&args.database, cluster.clone()).await?;
             let changes = relay.start(
                 hub.clone(),
