@@ -191,16 +191,15 @@ impl Relay {
         let (changes_tx, changes) = mpsc::unbounded_channel();
         hub.sequence_from(store.clone());
         tokio::spawn(publish_loop(self.client.clone(), self.outbound_rx));
-        tokio::spawn(listen_loop(
-            self.topics,
-            self.client,
-            Some(self.pubsub),
-            self.node,
-            self.events,
-            changes_tx,
-            self.connected,
-            shutdown.clone(),
-        ));
+        let listener = Listener {
+            topics: self.topics,
+            client: self.client,
+            node: self.node,
+            events: self.events,
+            changes: changes_tx,
+            connected: self.connected,
+        };
+        tokio::spawn(listener.run(Some(self.pubsub), shutdown.clone()));
         tokio::spawn(sequence(
             hub,
             store,
@@ -283,73 +282,83 @@ async fn publish_loop(
 
 /// Receives announcements and changes, reconnecting when Redis goes away. After a reconnect
 /// everything this node might have missed is re-read.
-async fn listen_loop(
+struct Listener {
     topics: Topics,
     client: redis::Client,
-    mut pubsub: Option<redis::aio::PubSub>,
     node: u64,
     events: mpsc::UnboundedSender<Event>,
     changes: mpsc::UnboundedSender<Change>,
     connected: Arc<AtomicBool>,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let Some(current) = pubsub.take() else {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            match subscribe(&client, &topics).await {
-                Ok(fresh) => {
-                    tracing::info!("Redis connection restored; re-reading watched channels");
-                    pubsub = Some(fresh);
-                    backoff = Duration::from_millis(50);
-                    connected.store(true, Ordering::Relaxed);
-                    let _ = changes.send(Change::Everything);
-                    let _ = events.send(Event::Resync);
-                }
-                Err(err) => {
-                    tracing::debug!("Redis still unavailable: {err}");
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-            continue;
-        };
-        let mut messages = current.into_on_message();
+}
+
+impl Listener {
+    async fn run(self, mut pubsub: Option<redis::aio::PubSub>, shutdown: CancellationToken) {
+        let Listener {
+            topics,
+            client,
+            node,
+            events,
+            changes,
+            connected,
+        } = self;
+        let mut backoff = Duration::from_millis(50);
         loop {
-            let message = tokio::select! {
-                () = shutdown.cancelled() => return,
-                message = messages.next() => message,
-            };
-            let Some(message) = message else { break };
-            let payload = message.get_payload_bytes();
-            if message.get_channel_name() == &*topics.messages {
-                let Some(split) = payload.iter().position(|&b| b == b'\n') else {
-                    continue;
-                };
-                let Ok(announced) = serde_json::from_slice::<Announcement>(&payload[..split])
-                else {
-                    continue;
-                };
-                if announced.node == node {
-                    continue;
+            let Some(current) = pubsub.take() else {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
                 }
-                let json = Bytes::copy_from_slice(&payload[split + 1..]);
-                let _ = events.send(Event::Message {
-                    channel_id: announced.channel,
-                    id: announced.id,
-                    room: announced.room.map(Cow::into_owned),
-                    delivery: Arc::new(Delivery::new(announced.id, json)),
-                });
-            } else if let Ok(control) = serde_json::from_slice::<ControlMessage>(payload)
-                && control.node != node
-            {
-                let _ = changes.send(control.change);
+                match subscribe(&client, &topics).await {
+                    Ok(fresh) => {
+                        tracing::info!("Redis connection restored; re-reading watched channels");
+                        pubsub = Some(fresh);
+                        backoff = Duration::from_millis(50);
+                        connected.store(true, Ordering::Relaxed);
+                        let _ = changes.send(Change::Everything);
+                        let _ = events.send(Event::Resync);
+                    }
+                    Err(err) => {
+                        tracing::debug!("Redis still unavailable: {err}");
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+                continue;
+            };
+            let mut messages = current.into_on_message();
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    message = messages.next() => message,
+                };
+                let Some(message) = message else { break };
+                let payload = message.get_payload_bytes();
+                if message.get_channel_name() == &*topics.messages {
+                    let Some(split) = payload.iter().position(|&b| b == b'\n') else {
+                        continue;
+                    };
+                    let Ok(announced) = serde_json::from_slice::<Announcement>(&payload[..split])
+                    else {
+                        continue;
+                    };
+                    if announced.node == node {
+                        continue;
+                    }
+                    let json = Bytes::copy_from_slice(&payload[split + 1..]);
+                    let _ = events.send(Event::Message {
+                        channel_id: announced.channel,
+                        id: announced.id,
+                        room: announced.room.map(Cow::into_owned),
+                        delivery: Arc::new(Delivery::new(announced.id, json)),
+                    });
+                } else if let Ok(control) = serde_json::from_slice::<ControlMessage>(payload)
+                    && control.node != node
+                {
+                    let _ = changes.send(control.change);
+                }
             }
+            connected.store(false, Ordering::Relaxed);
+            tracing::warn!("lost the Redis subscription; reconnecting (storage repairs any gap)");
         }
-        connected.store(false, Ordering::Relaxed);
-        tracing::warn!("lost the Redis subscription; reconnecting (storage repairs any gap)");
     }
 }
 
