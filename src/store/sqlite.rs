@@ -119,26 +119,12 @@ fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
     }
 }
 
-pub(super) fn conflict(field: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |err| match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(field),
-        _ => StoreError::Backend(err),
-    }
-}
-
 /// `NotFound` unless the statement changed a row.
 pub(super) fn touched_one(done: sqlx::sqlite::SqliteQueryResult) -> StoreResult<()> {
     if done.rows_affected() == 0 {
         Err(StoreError::NotFound)
     } else {
         Ok(())
-    }
-}
-
-pub(super) fn not_found(err: sqlx::Error) -> StoreError {
-    match err {
-        sqlx::Error::RowNotFound => StoreError::NotFound,
-        other => StoreError::Backend(other),
     }
 }
 
@@ -184,10 +170,6 @@ fn api_key_from_row(row: SqliteRow) -> Result<ApiKey, sqlx::Error> {
         allow_anonymous_read: row.try_get("allow_anonymous_read")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-pub(super) fn decode_error(what: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("unexpected stored {what}").into())
 }
 
 fn permission_column(row: &SqliteRow, column: &str) -> Result<Permission, sqlx::Error> {

@@ -5,16 +5,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::sqlite::{SqliteStore, decode_error, not_found, push_page};
-use super::{Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult};
-
-/// Maps the stored action text back to the static names the API uses.
-fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
-    ["custom", "create", "update", "delete"]
-        .into_iter()
-        .find(|a| *a == stored)
-        .ok_or_else(|| decode_error("action"))
-}
+use super::sqlite::{SqliteStore, push_page};
+use super::{
+    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult, action_name, not_found,
+};
 
 fn message_from_row(row: SqliteRow) -> Result<Message, sqlx::Error> {
     let room: String = row.try_get("room")?;
