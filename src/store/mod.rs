@@ -13,7 +13,7 @@ mod sqlite_publisher;
 mod sqlite_users;
 mod users;
 
-pub use postgres::PgStore;
+pub use postgres::{LockPurpose, PgStore, advisory_lock_key};
 pub use sqlite::{SqliteStore, sqlite_path};
 pub use users::*;
 
