@@ -62,6 +62,74 @@ fn server_address(options: &PgConnectOptions) -> String {
     }
 }
 
+/// PostgreSQL text cannot hold U+0000, which SQLite stores and the API accepts (in rooms,
+/// descriptions, ...). Free text is therefore stored with a character-wise escape: U+0000
+/// becomes `ESC 0` and ESC itself `ESC ESC`, where ESC is the noncharacter U+10FFFF. The code is
+/// prefix-free, so equality and prefix matches on stored text answer as on the original text.
+const ESC: char = '\u{10FFFF}';
+
+/// Free text as stored.
+pub(super) fn enc(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['\0', ESC]) {
+        return text.into();
+    }
+    let mut stored = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\0' => stored.extend([ESC, '0']),
+            ESC => stored.extend([ESC, ESC]),
+            c => stored.push(c),
+        }
+    }
+    stored.into()
+}
+
+/// `enc` for an optional owned value (`COALESCE` parameters).
+pub(super) fn enc_opt(text: Option<String>) -> Option<String> {
+    text.map(|t| enc(&t).into_owned())
+}
+
+/// Stored free text back to the original.
+pub(super) fn dec(stored: String) -> String {
+    if !stored.contains(ESC) {
+        return stored;
+    }
+    let mut text = String::with_capacity(stored.len());
+    let mut chars = stored.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == ESC) {
+            (_, true) => match chars.next() {
+                Some('0') => text.push('\0'),
+                Some(other) => text.push(other),
+                None => text.push(ESC),
+            },
+            (c, false) => text.push(c),
+        }
+    }
+    text
+}
+
+/// A text column, decoded (see `enc`).
+pub(super) trait StoredText: Sized {
+    fn read(row: &PgRow, column: &str) -> Result<Self, sqlx::Error>;
+}
+
+impl StoredText for String {
+    fn read(row: &PgRow, column: &str) -> Result<Self, sqlx::Error> {
+        Ok(dec(row.try_get(column)?))
+    }
+}
+
+impl StoredText for Option<String> {
+    fn read(row: &PgRow, column: &str) -> Result<Self, sqlx::Error> {
+        Ok(row.try_get::<Option<String>, _>(column)?.map(dec))
+    }
+}
+
+pub(super) fn text<T: StoredText>(row: &PgRow, column: &str) -> Result<T, sqlx::Error> {
+    T::read(row, column)
+}
+
 impl PgStore {
     /// Connects (the URL's `options`, e.g. `-c search_path=...`, apply to every connection),
     /// applies pending migrations under sqlx's advisory lock, and opens a pool of `pool_size`.
@@ -150,19 +218,19 @@ pub(super) fn missing_parent_or(
 }
 
 fn json_column(row: &PgRow, column: &str) -> Result<Value, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+    let stored: String = row.try_get(column)?;
+    serde_json::from_str(&stored).map_err(|err| sqlx::Error::Decode(Box::new(err)))
 }
 
 fn account_from_row(row: PgRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
         id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        first_name: row.try_get("first_name")?,
-        last_name: row.try_get("last_name")?,
+        email: text(&row, "email")?,
+        first_name: text(&row, "first_name")?,
+        last_name: text(&row, "last_name")?,
         metadata: json_column(&row, "metadata")?,
-        password_hash: row.try_get("password_hash")?,
-        account_key: row.try_get("account_key")?,
+        password_hash: text(&row, "password_hash")?,
+        account_key: text(&row, "account_key")?,
         is_superuser: row.try_get("is_superuser")?,
     })
 }
@@ -170,9 +238,9 @@ fn account_from_row(row: PgRow) -> Result<Account, sqlx::Error> {
 fn instance_from_row(row: PgRow) -> Result<Instance, sqlx::Error> {
     Ok(Instance {
         id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        name: text(&row, "name")?,
         owner_id: row.try_get("owner_id")?,
-        description: row.try_get("description")?,
+        description: text(&row, "description")?,
         metadata: json_column(&row, "metadata")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -183,8 +251,8 @@ fn api_key_from_row(row: PgRow) -> Result<ApiKey, sqlx::Error> {
     Ok(ApiKey {
         id: row.try_get("id")?,
         instance_id: row.try_get("instance_id")?,
-        api_key: row.try_get("api_key")?,
-        description: row.try_get("description")?,
+        api_key: text(&row, "api_key")?,
+        description: text(&row, "description")?,
         ignore_acl: row.try_get("ignore_acl")?,
         allow_user_create: row.try_get("allow_user_create")?,
         allow_group_create: row.try_get("allow_group_create")?,
@@ -194,8 +262,8 @@ fn api_key_from_row(row: PgRow) -> Result<ApiKey, sqlx::Error> {
 }
 
 fn permission_column(row: &PgRow, column: &str) -> Result<Permission, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    Permission::parse(&text).ok_or_else(|| decode_error("permission"))
+    let stored: String = row.try_get(column)?;
+    Permission::parse(&stored).ok_or_else(|| decode_error("permission"))
 }
 
 fn channel_from_row(row: PgRow) -> Result<Channel, sqlx::Error> {
@@ -203,9 +271,9 @@ fn channel_from_row(row: PgRow) -> Result<Channel, sqlx::Error> {
     Ok(Channel {
         id: row.try_get("id")?,
         instance_id: row.try_get("instance_id")?,
-        name: row.try_get("name")?,
+        name: text(&row, "name")?,
         kind: ChannelType::parse(&kind).ok_or_else(|| decode_error("channel type"))?,
-        description: row.try_get("description")?,
+        description: text(&row, "description")?,
         group_id: row.try_get("group_id")?,
         group_permissions: permission_column(&row, "group_permissions")?,
         other_permissions: permission_column(&row, "other_permissions")?,
@@ -244,7 +312,7 @@ pub(super) fn push_page(query: &mut QueryBuilder<'_, Postgres>, column: &str, pa
 pub(super) fn push_prefix(query: &mut QueryBuilder<'_, Postgres>, column: &str, prefix: &str) {
     query
         .push(format_args!(" AND starts_with({column}, "))
-        .push_bind(prefix.to_owned())
+        .push_bind(enc(prefix).into_owned())
         .push(")");
 }
 
@@ -261,9 +329,9 @@ fn insert_account(
     new: &NewAccount,
 ) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
     sqlx::query(INSERT_ACCOUNT)
-        .bind(&new.email)
-        .bind(&new.first_name)
-        .bind(&new.last_name)
+        .bind(enc(&new.email))
+        .bind(enc(&new.first_name))
+        .bind(enc(&new.last_name))
         .bind(&new.password_hash)
         .bind(&new.account_key)
         .bind(&new.key_digest.0[..])
@@ -325,7 +393,7 @@ impl Store for PgStore {
 
     async fn account_by_email(&self, email: &str) -> StoreResult<Account> {
         let row = sqlx::query("SELECT * FROM accounts WHERE email = $1")
-            .bind(email)
+            .bind(enc(email))
             .fetch_one(&self.pool)
             .await
             .map_err(not_found)?;
@@ -354,9 +422,9 @@ impl Store for PgStore {
              first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), \
              metadata = COALESCE($4, metadata) WHERE id = $5 RETURNING *",
         )
-        .bind(changes.email)
-        .bind(changes.first_name)
-        .bind(changes.last_name)
+        .bind(enc_opt(changes.email))
+        .bind(enc_opt(changes.first_name))
+        .bind(enc_opt(changes.last_name))
         .bind(changes.metadata.map(|m| m.to_string()))
         .bind(id)
         .fetch_one(&self.pool)
@@ -424,9 +492,9 @@ impl Store for PgStore {
             "INSERT INTO instances (name, owner_id, description, metadata, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
         )
-        .bind(name)
+        .bind(enc(name))
         .bind(owner_id)
-        .bind(changes.description.unwrap_or_default())
+        .bind(enc(&changes.description.unwrap_or_default()).into_owned())
         .bind(
             changes
                 .metadata
@@ -471,7 +539,7 @@ impl Store for PgStore {
 
     async fn instance_by_name(&self, name: &str) -> StoreResult<Instance> {
         let row = sqlx::query("SELECT * FROM instances WHERE name = $1")
-            .bind(name)
+            .bind(enc(name))
             .fetch_one(&self.pool)
             .await
             .map_err(not_found)?;
@@ -501,7 +569,7 @@ impl Store for PgStore {
             "UPDATE instances SET description = COALESCE($1, description), \
              metadata = COALESCE($2, metadata), updated_at = $3 WHERE id = $4 RETURNING *",
         )
-        .bind(changes.description)
+        .bind(enc_opt(changes.description))
         .bind(changes.metadata.map(|m| m.to_string()))
         .bind(model::now_micros())
         .bind(id)
@@ -515,7 +583,7 @@ impl Store for PgStore {
         let row = sqlx::query(
             "UPDATE instances SET name = $1, updated_at = $2 WHERE id = $3 RETURNING *",
         )
-        .bind(new_name)
+        .bind(enc(new_name))
         .bind(model::now_micros())
         .bind(id)
         .fetch_one(&self.pool)
@@ -551,7 +619,7 @@ impl Store for PgStore {
         .bind(instance_id)
         .bind(key)
         .bind(&digest.0[..])
-        .bind(fields.description.unwrap_or_default())
+        .bind(enc(&fields.description.unwrap_or_default()).into_owned())
         .bind(fields.ignore_acl.unwrap_or(false))
         .bind(fields.allow_user_create.unwrap_or(false))
         .bind(fields.allow_group_create.unwrap_or(false))
@@ -604,7 +672,7 @@ impl Store for PgStore {
              allow_anonymous_read = COALESCE($5, allow_anonymous_read) \
              WHERE instance_id = $6 AND id = $7 RETURNING *",
         )
-        .bind(changes.description)
+        .bind(enc_opt(changes.description))
         .bind(changes.ignore_acl)
         .bind(changes.allow_user_create)
         .bind(changes.allow_group_create)
@@ -667,9 +735,9 @@ impl Store for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
         )
         .bind(instance_id)
-        .bind(&new.name)
+        .bind(enc(&new.name))
         .bind(new.kind.as_str())
-        .bind(&new.description)
+        .bind(enc(&new.description))
         .bind(new.group_id)
         .bind(new.group_permissions.as_str())
         .bind(new.other_permissions.as_str())
@@ -685,7 +753,7 @@ impl Store for PgStore {
              ON CONFLICT DO NOTHING",
         )
         .bind(instance_id)
-        .bind(&new.name)
+        .bind(enc(&new.name))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -695,7 +763,7 @@ impl Store for PgStore {
     async fn channel(&self, instance_id: i64, name: &str) -> StoreResult<Channel> {
         let row = sqlx::query("SELECT * FROM channels WHERE instance_id = $1 AND name = $2")
             .bind(instance_id)
-            .bind(name)
+            .bind(enc(name))
             .fetch_one(&self.pool)
             .await
             .map_err(not_found)?;
@@ -753,7 +821,7 @@ impl Store for PgStore {
              custom_publish = COALESCE($6, custom_publish), updated_at = $7 \
              WHERE instance_id = $8 AND name = $9 RETURNING *",
         )
-        .bind(changes.description)
+        .bind(enc_opt(changes.description))
         .bind(set_group)
         .bind(group_id)
         .bind(changes.group_permissions.map(Permission::as_str))
@@ -761,7 +829,7 @@ impl Store for PgStore {
         .bind(changes.custom_publish)
         .bind(model::now_micros())
         .bind(instance_id)
-        .bind(name)
+        .bind(enc(name))
         .fetch_one(&self.pool)
         .await
         .map_err(not_found)?;
@@ -772,9 +840,52 @@ impl Store for PgStore {
         touched_one(
             sqlx::query("DELETE FROM channels WHERE instance_id = $1 AND name = $2")
                 .bind(instance_id)
-                .bind(name)
+                .bind(enc(name))
                 .execute(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_escapes_nul_and_round_trips() {
+        for original in [
+            "",
+            "plain",
+            "\0",
+            "a\0b",
+            "\u{10FFFF}",
+            "\u{10FFFF}0",
+            "x\u{10FFFF}\0\u{10FFFF}\u{10FFFF}0\0",
+        ] {
+            let stored = enc(original);
+            assert!(!stored.contains('\0'), "{stored:?}");
+            assert_eq!(dec(stored.into_owned()), original);
+        }
+        assert!(matches!(enc("plain"), std::borrow::Cow::Borrowed(_)));
+        // Prefix-free: a stored prefix is a prefix of the stored text exactly when the original
+        // prefix is one of the original text.
+        let texts = ["", "\0", "\u{10FFFF}", "\u{10FFFF}0", "0", "\0\0", "a\0"];
+        for a in texts {
+            for b in texts {
+                assert_eq!(
+                    enc(a).starts_with(&*enc(b)),
+                    a.starts_with(b),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lock_keys_differ_by_purpose_and_schema() {
+        let prune = advisory_lock_key(LockPurpose::Prune, "public");
+        assert_ne!(prune, advisory_lock_key(LockPurpose::Bootstrap, "public"));
+        assert_ne!(prune, advisory_lock_key(LockPurpose::Prune, "herald"));
+        assert_eq!(prune, advisory_lock_key(LockPurpose::Prune, "public"));
     }
 }

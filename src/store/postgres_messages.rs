@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::postgres::{PgStore, all, missing_parent_or, push_page};
+use super::postgres::{PgStore, all, dec, enc, missing_parent_or, push_page};
 use super::{
     Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreError, StoreResult,
     action_name, not_found,
@@ -19,7 +19,7 @@ use super::{
 use crate::model;
 
 fn message_from_row(row: PgRow) -> Result<Message, sqlx::Error> {
-    let room: String = row.try_get("room")?;
+    let room = dec(row.try_get("room")?);
     let action: String = row.try_get("action")?;
     Ok(Message {
         id: row.try_get("id")?,
@@ -58,9 +58,9 @@ impl MessageStore for PgStore {
             let created_at = model::now_micros();
             let id: Option<i64> = sqlx::query_scalar(PUBLISH)
                 .bind(instance_id)
-                .bind(&name)
+                .bind(enc(&name))
                 .bind(channel_id)
-                .bind(new.room.as_deref().unwrap_or(""))
+                .bind(enc(new.room.as_deref().unwrap_or("")))
                 .bind(new.action)
                 .bind(&new.author)
                 .bind(&new.metadata)
@@ -91,7 +91,7 @@ impl MessageStore for PgStore {
             "SELECT last_id FROM channel_sequences WHERE instance_id = $1 AND name = $2",
         )
         .bind(channel.instance_id)
-        .bind(&channel.name)
+        .bind(enc(&channel.name))
         .fetch_optional(&self.pool)
         .await?;
         Ok(last.unwrap_or(0))
@@ -107,7 +107,7 @@ impl MessageStore for PgStore {
         query
             .push_bind(channel_id)
             .push(" AND room = ")
-            .push_bind(room.unwrap_or(""));
+            .push_bind(enc(room.unwrap_or("")).into_owned());
         push_page(&mut query, "id", page);
         all(query.build().fetch_all(&self.pool).await?, message_from_row)
     }
@@ -119,7 +119,7 @@ impl MessageStore for PgStore {
         )
         .bind(channel_id)
         .bind(id)
-        .bind(room)
+        .bind(room.map(enc))
         .fetch_one(&self.pool)
         .await
         .map_err(not_found)?;

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::postgres::{PgStore, all, missing_parent_or, push_page, push_prefix, touched_one};
+use super::postgres::{
+    PgStore, all, enc, enc_opt, missing_parent_or, push_page, push_prefix, text, touched_one,
+};
 use super::users::*;
 use super::{IdPage, StoreError, StoreResult, conflict, not_found};
 use crate::keys::KeyDigest;
@@ -20,15 +22,15 @@ fn user_from_row(row: PgRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
         instance_id: row.try_get("instance_id")?,
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password_hash")?,
-        user_key: row.try_get("user_key")?,
+        username: text(&row, "username")?,
+        password_hash: text(&row, "password_hash")?,
+        user_key: text(&row, "user_key")?,
         profile: Profile {
             id: row.try_get("profile_id")?,
-            owner_permissions: row.try_get("owner_permissions")?,
+            owner_permissions: text(&row, "owner_permissions")?,
             group_id: row.try_get("group_id")?,
-            group_permissions: row.try_get("group_permissions")?,
-            other_permissions: row.try_get("other_permissions")?,
+            group_permissions: text(&row, "group_permissions")?,
+            other_permissions: text(&row, "other_permissions")?,
             revision: row.try_get("revision")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -40,9 +42,9 @@ fn group_from_row(row: PgRow) -> Result<Group, sqlx::Error> {
     Ok(Group {
         id: row.try_get("id")?,
         instance_id: row.try_get("instance_id")?,
-        name: row.try_get("name")?,
-        label: row.try_get("label")?,
-        description: row.try_get("description")?,
+        name: text(&row, "name")?,
+        label: text(&row, "label")?,
+        description: text(&row, "description")?,
     })
 }
 
@@ -56,7 +58,7 @@ impl UserStore for PgStore {
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(instance_id)
-        .bind(&new.username)
+        .bind(enc(&new.username))
         .bind(&new.password_hash)
         .bind(&new.user_key)
         .bind(&new.key_digest.0[..])
@@ -107,7 +109,7 @@ impl UserStore for PgStore {
         let sql = format!("{USER_COLUMNS} WHERE u.instance_id = $1 AND u.username = $2");
         let row = sqlx::query(&sql)
             .bind(instance_id)
-            .bind(username)
+            .bind(enc(username))
             .fetch_one(&self.pool)
             .await
             .map_err(not_found)?;
@@ -152,7 +154,7 @@ impl UserStore for PgStore {
              password_hash = COALESCE($2, password_hash), updated_at = $3 \
              WHERE instance_id = $4 AND id = $5",
         )
-        .bind(changes.username)
+        .bind(enc_opt(changes.username))
         .bind(changes.password_hash)
         .bind(now)
         .bind(instance_id)
@@ -226,9 +228,9 @@ impl UserStore for PgStore {
              VALUES ($1, $2, $3, $4, $5) RETURNING *",
         )
         .bind(instance_id)
-        .bind(fields.name.flatten())
-        .bind(fields.label.unwrap_or_default())
-        .bind(fields.description.unwrap_or_default())
+        .bind(enc_opt(fields.name.flatten()))
+        .bind(enc(&fields.label.unwrap_or_default()).into_owned())
+        .bind(enc(&fields.description.unwrap_or_default()).into_owned())
         .bind(model::now_micros())
         .fetch_one(&self.pool)
         .await
@@ -277,9 +279,9 @@ impl UserStore for PgStore {
              WHERE instance_id = $5 AND id = $6 RETURNING *",
         )
         .bind(set_name)
-        .bind(name)
-        .bind(changes.label)
-        .bind(changes.description)
+        .bind(enc_opt(name))
+        .bind(enc_opt(changes.label))
+        .bind(enc_opt(changes.description))
         .bind(instance_id)
         .bind(id)
         .fetch_one(&self.pool)

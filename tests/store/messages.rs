@@ -9,6 +9,7 @@ mod run {
     crate::store_tests!(
         publish_allocates_consecutive_ids_across_rooms,
         message_text_is_stored_byte_for_byte,
+        free_text_keeps_every_character,
         ids_continue_when_a_channel_is_recreated,
         history_pages_in_both_directions,
         message_lookup_honours_channel_and_room,
@@ -421,4 +422,108 @@ pub async fn concurrent_publishes_get_consecutive_ids_in_order(ctx: Ctx) {
             .len();
     }
     assert_eq!(total as i64, TASKS * EACH);
+}
+
+/// NUL and other odd characters in free text (rooms, descriptions, names): PostgreSQL cannot
+/// store U+0000 as text, SQLite can; both must answer alike.
+pub async fn free_text_keeps_every_character(ctx: Ctx) {
+    let store = ctx.store.as_ref();
+    let (owner, inst) = fixture(store).await;
+    let odd = "a\0b\u{10FFFF}0\u{10FFFF}\0";
+    let chat = channel(store, &inst, "chat").await;
+    for room in [odd, "a", "a\0", "\0"] {
+        store
+            .publish(&chat, message(Some(room), "{}"))
+            .await
+            .unwrap();
+    }
+    let in_room = |room: &'static str| {
+        let store = ctx.store.clone();
+        let chat_id = chat.id;
+        async move {
+            store
+                .history(chat_id, Some(room), ALL)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.id, m.room.unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(in_room(odd).await, [(1, odd.to_owned())]);
+    assert_eq!(in_room("a").await, [(2, "a".to_owned())]);
+    assert_eq!(in_room("a\0").await, [(3, "a\0".to_owned())]);
+    assert_eq!(in_room("\0").await, [(4, "\0".to_owned())]);
+    assert_eq!(
+        store
+            .message(chat.id, 1, Some(odd))
+            .await
+            .unwrap()
+            .room
+            .as_deref(),
+        Some(odd)
+    );
+    assert_err(store.message(chat.id, 1, Some("a")).await, "NotFound");
+    assert_eq!(ctx.heard.ids(chat.id), [1, 2, 3, 4]);
+    assert_eq!(store.prune(1, None).await.unwrap(), Pruned::default());
+
+    // Lookups by a name no channel can have find nothing rather than fail.
+    assert_err(store.channel(inst.id, "\0\0").await, "NotFound");
+    assert_err(store.instance_by_name("x\0").await, "NotFound");
+    assert_err(store.account_by_email("\0@example.com").await, "NotFound");
+
+    let updated = store
+        .update_channel(
+            inst.id,
+            "chat",
+            ChannelChanges {
+                description: Some(odd.to_owned()),
+                ..ChannelChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.description, odd);
+    assert_eq!(
+        store.channel(inst.id, "chat").await.unwrap().description,
+        odd
+    );
+    let described = store
+        .create_instance(
+            owner.id,
+            "described",
+            InstanceChanges {
+                description: Some(odd.to_owned()),
+                metadata: None,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.instance(described.id).await.unwrap().description, odd);
+    let group = store
+        .create_group(
+            inst.id,
+            GroupChanges {
+                name: Some(Some(odd.to_owned())),
+                label: Some("\0label".into()),
+                description: Some("\0".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(group.name.as_deref(), Some(odd));
+    assert_eq!(group.label, "\0label");
+    // (Prefixes holding U+0000 are left out: SQLite's substr() stops at it.)
+    assert!(
+        store
+            .list_groups(inst.id, Some("\u{10FFFF}"), ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut first = crate::new_account("odd@example.com");
+    first.first_name = odd.to_owned();
+    let account = store.create_account(first).await.unwrap();
+    assert_eq!(store.account(account.id).await.unwrap().first_name, odd);
 }
