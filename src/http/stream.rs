@@ -33,7 +33,7 @@ use crate::error::{ApiError, PERMISSION_DENIED};
 use crate::hub::{Delivery, Subscription};
 use crate::keys::Key;
 use crate::render::message_json;
-use crate::store::{Channel, IdPage, Instance};
+use crate::store::{Channel, IdPage, Instance, StoreError};
 
 /// Messages read from storage per replay query.
 const REPLAY_PAGE: i64 = 256;
@@ -349,6 +349,17 @@ async fn run<O: Outbox>(
         let mut subscription =
             app.hub
                 .subscribe(target.instance.id, target.channel.id, target.room.clone());
+        // A channel (or instance) deleted before this subscription existed closed nothing: look
+        // once more now that any later deletion will end the subscription.
+        match app
+            .store
+            .channel(target.instance.id, &target.channel.name)
+            .await
+        {
+            Ok(channel) if channel.id == target.channel.id => {}
+            Ok(_) | Err(StoreError::NotFound) => return End::NotFound,
+            Err(_) => return End::Internal,
+        }
 
         // Replay: read storage page by page; each page is written as the socket drains.
         loop {
