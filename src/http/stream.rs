@@ -45,8 +45,10 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const SEND_BATCH: usize = 64;
 /// Initial per-connection read buffer.
 const READ_BUFFER: usize = 1024;
-/// How long the final error frame and close may take before the connection is dropped.
-const FINISH_WITHIN: Duration = Duration::from_secs(1);
+/// How long the final error frame and close may take before the connection is dropped. A client
+/// that is slow to read (the overflow case) gets a few seconds to take them; shutdown is bounded
+/// by its grace period regardless.
+const FINISH_WITHIN: Duration = Duration::from_secs(5);
 /// Credentials and permission are re-checked at least this often, and on every change.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
