@@ -35,8 +35,9 @@ pub async fn ensure_first_account(
     };
     let key = key.unwrap_or_else(|| Key::generate(KeyKind::Account));
     let password_hash = tokio::task::spawn_blocking(move || keys::hash_password(&password)).await?;
+    // Processes sharing a database may all get here at once; the store creates one account.
     let created = store
-        .create_account(NewAccount {
+        .create_first_account(NewAccount {
             email: email.clone(),
             first_name: String::new(),
             last_name: String::new(),
@@ -47,13 +48,13 @@ pub async fn ensure_first_account(
         })
         .await;
     match created {
-        Ok(_) => Ok(Some(CreatedAdmin {
+        Ok(Some(_)) => Ok(Some(CreatedAdmin {
             email,
             generated_password,
             key,
         })),
         // Another process won the race on the same database: its account stands.
-        Err(StoreError::Conflict(_)) => Ok(None),
+        Ok(None) | Err(StoreError::Conflict(_)) => Ok(None),
         Err(err) => Err(err.into()),
     }
 }

@@ -15,7 +15,8 @@ use crate::keys::{Key, KeyKind};
 /// Database settings, shared by `serve`, `migrate` and the `account` commands.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
-    /// Database URL: sqlite://<path> (embedded mode).
+    /// Database URL: sqlite://<path> (embedded mode) or postgres://<user>@<host>:<port>/<db>
+    /// (cluster mode).
     #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", value_parser = parse_database_url)]
     pub database_url: DatabaseUrl,
 
@@ -23,35 +24,83 @@ pub struct DatabaseArgs {
     #[arg(long, env = "HERALD_DB_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub db_pool: u32,
 
-    /// SQLite durability: `full` (fsync every commit) or `normal`.
+    /// SQLite durability: `full` (fsync every commit) or `normal`. Ignored with PostgreSQL.
     #[arg(long, env = "HERALD_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, as given.
+    Postgres(String),
 }
 
+/// Shown in logs and messages: a PostgreSQL password never is.
 impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => f.write_str(&mask_password(url)),
         }
     }
 }
 
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// Replaces the password of a URL's user info and any `password=` query parameter with `***`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
     if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        return Err(
-            "PostgreSQL storage (cluster mode) is not available in this version; \
-                    use sqlite://<path>"
-                .into(),
-        );
+        use std::str::FromStr;
+        return match sqlx::postgres::PgConnectOptions::from_str(raw) {
+            Ok(_) => Ok(DatabaseUrl::Postgres(raw.to_owned())),
+            Err(err) => Err(format!(
+                "not a valid PostgreSQL URL ({err}); expected postgres://<user>@<host>:<port>/<db>"
+            )),
+        };
     }
     crate::store::sqlite_path(raw)
         .map(DatabaseUrl::Sqlite)
-        .ok_or_else(|| "expected sqlite://<path>, e.g. sqlite://herald.db".into())
+        .ok_or_else(|| {
+            "expected sqlite://<path> (e.g. sqlite://herald.db) or \
+             postgres://<user>@<host>:<port>/<db>"
+                .into()
+        })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -334,8 +383,39 @@ mod tests {
             parse_database_url("sqlite://data/h.db"),
             Ok(DatabaseUrl::Sqlite(p)) if p == std::path::Path::new("data/h.db")
         ));
-        assert!(parse_database_url("postgres://localhost/x").is_err());
+        assert!(matches!(
+            parse_database_url("postgres://localhost/x"),
+            Ok(DatabaseUrl::Postgres(u)) if u == "postgres://localhost/x"
+        ));
+        assert!(matches!(
+            parse_database_url("postgresql://herald@db:5433/herald?sslmode=disable"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(parse_database_url("postgres://localhost:notaport/x").is_err());
         assert!(parse_database_url("mysql://x").is_err());
+        assert!(parse_database_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn postgres_urls_never_show_their_password() {
+        let shown = |raw: &str| parse_database_url(raw).unwrap().to_string();
+        assert_eq!(
+            shown("postgres://herald:s3cret@db:5432/herald"),
+            "postgres://herald:***@db:5432/herald"
+        );
+        assert_eq!(
+            shown("postgresql://herald@db/herald?password=s3cret&sslmode=disable"),
+            "postgresql://herald@db/herald?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            shown("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        let debug = format!(
+            "{:?}",
+            parse_database_url("postgres://u:p%40ss@h/d").unwrap()
+        );
+        assert!(!debug.contains("p%40ss"), "{debug}");
     }
 
     #[test]

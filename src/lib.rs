@@ -36,7 +36,7 @@ use crate::cluster::Cluster;
 use crate::config::{DatabaseArgs, DatabaseUrl, ServeArgs, SqliteSynchronous};
 use crate::hub::Hub;
 use crate::retention::Retention;
-use crate::store::{CommitListener, SqliteStore, Store};
+use crate::store::{CommitListener, PgStore, SqliteStore, Store};
 
 /// Opens the configured database (applying migrations) and returns it behind the `Store` trait.
 /// `listener` hears about every committed message (the hub, when serving).
@@ -54,6 +54,11 @@ pub async fn open_store(
             )
             .await?;
             Ok(Arc::new(store))
+        }
+        // `--sqlite-synchronous` has no meaning here: PostgreSQL commits are durable as the
+        // server is configured.
+        DatabaseUrl::Postgres(url) => {
+            Ok(Arc::new(PgStore::open(url, args.db_pool, listener).await?))
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::error::{ApiError, PERMISSION_DENIED};
 use crate::hub::{Delivery, Subscription};
 use crate::keys::Key;
 use crate::render::message_json;
-use crate::store::{Channel, IdPage, Instance};
+use crate::store::{Channel, IdPage, Instance, StoreError};
 
 /// Messages read from storage per replay query.
 const REPLAY_PAGE: i64 = 256;
@@ -45,8 +45,9 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const SEND_BATCH: usize = 64;
 /// Initial per-connection read buffer.
 const READ_BUFFER: usize = 1024;
-/// How long the final error frame and close may take before the connection is dropped: long
-/// enough for a slow but live client to drain what it was sent and learn why it was closed.
+/// How long the final error frame and close may take before the connection is dropped. A client
+/// that is slow to read (the overflow case) gets a few seconds to take them; shutdown is bounded
+/// by its grace period regardless.
 const FINISH_WITHIN: Duration = Duration::from_secs(5);
 /// Credentials and permission are re-checked at least this often, and on every change.
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
@@ -355,6 +356,17 @@ async fn run<O: Outbox>(
             Ok(subscription) => subscription,
             Err(_) => return End::Internal,
         };
+        // A channel (or instance) deleted before this subscription existed closed nothing: look
+        // once more now that any later deletion will end the subscription.
+        match app
+            .store
+            .channel(target.instance.id, &target.channel.name)
+            .await
+        {
+            Ok(channel) if channel.id == target.channel.id => {}
+            Ok(_) | Err(StoreError::NotFound) => return End::NotFound,
+            Err(_) => return End::Internal,
+        }
 
         // Replay: read storage page by page; each page is written as the socket drains.
         loop {

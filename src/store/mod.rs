@@ -1,15 +1,19 @@
 //! Durable storage behind one trait.
 //!
 //! The store is the source of truth: a message exists once `publish` returns, and only then may
-//! anyone be told about it. Backends keep their SQL to themselves (`sqlite.rs` now, PostgreSQL with
-//! cluster mode) and share the row types and the contract written on [`Store`].
+//! anyone be told about it. Backends keep their SQL to themselves (`sqlite*.rs` for embedded mode,
+//! `postgres*.rs` for cluster mode) and share the row types and the contract written on [`Store`].
 
+mod postgres;
+mod postgres_messages;
+mod postgres_users;
 mod sqlite;
 mod sqlite_messages;
 mod sqlite_publisher;
 mod sqlite_users;
 mod users;
 
+pub use postgres::{LockPurpose, PgStore, advisory_lock_key};
 pub use sqlite::{SqliteStore, sqlite_path};
 pub use users::*;
 
@@ -42,6 +46,34 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Maps a unique violation to `Conflict(field)`, anything else to `Backend`.
+fn conflict(field: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(field),
+        _ => StoreError::Backend(err),
+    }
+}
+
+/// Maps a missing row to `NotFound`, anything else to `Backend`.
+fn not_found(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        other => StoreError::Backend(other),
+    }
+}
+
+fn decode_error(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unexpected stored {what}").into())
+}
+
+/// Maps the stored action text back to the static names the API uses.
+fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
+    ["custom", "create", "update", "delete"]
+        .into_iter()
+        .find(|a| *a == stored)
+        .ok_or_else(|| decode_error("action"))
+}
 
 #[derive(Clone, Debug)]
 pub struct Account {
@@ -233,6 +265,16 @@ pub trait Store: UserStore + MessageStore + Send + Sync + 'static {
     async fn set_account_key(&self, id: i64, key: &str, digest: &KeyDigest)
     -> StoreResult<Account>;
     async fn set_account_password(&self, id: i64, password_hash: &str) -> StoreResult<()>;
+    /// Creates the first account of an empty database (SPEC §4.6): `None` when another process
+    /// created one first. Processes sharing a database may call this at the same moment; at most
+    /// one account results. The default suits a backend used by one process at a time.
+    async fn create_first_account(&self, new: NewAccount) -> StoreResult<Option<Account>> {
+        match self.create_account(new).await {
+            Ok(account) => Ok(Some(account)),
+            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
 
     // Instances. Creating one also creates its built-in channels, in the same transaction;
     // `max_per_owner` (0 = unlimited) is checked there too, so concurrent creates cannot pass it.

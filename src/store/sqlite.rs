@@ -119,23 +119,28 @@ impl SqliteStore {
 pub(super) type RoomSet = HashMap<i64, HashSet<String>>;
 
 /// Which channel rooms got messages lately, so pruning by count looks only at those instead of
-/// scanning every room. Starts out as "all of them": rooms filled before a restart are unknown.
+/// scanning every room. Every room is looked at after a start (rooms filled before it are
+/// unknown) and whenever the limit differs from the last pass.
+#[derive(Default)]
 pub(super) struct ActiveRooms {
-    rooms: Mutex<Option<RoomSet>>,
+    state: Mutex<Active>,
 }
 
-impl Default for ActiveRooms {
-    fn default() -> Self {
-        ActiveRooms {
-            rooms: Mutex::new(None),
-        }
-    }
+#[derive(Default)]
+struct Active {
+    /// `None`: not known, look at every room.
+    rooms: Option<RoomSet>,
+    /// The per-room limit of the last complete pass.
+    limit: Option<i64>,
 }
 
 impl ActiveRooms {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Active> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn touched(&self, channel_id: i64, room: &str) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rooms) = rooms.as_mut() {
+        if let Some(rooms) = self.lock().rooms.as_mut() {
             let channel = rooms.entry(channel_id).or_default();
             if !channel.contains(room) {
                 channel.insert(room.to_owned());
@@ -143,24 +148,20 @@ impl ActiveRooms {
         }
     }
 
-    /// The rooms to look at now (`None`: every room), leaving an empty set behind.
-    pub(super) fn take(&self) -> Option<RoomSet> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        rooms.replace(RoomSet::new())
+    /// The rooms a pass with this limit must look at (`None`: every room), leaving an empty
+    /// set to collect the next ones.
+    pub(super) fn take(&self, limit: i64) -> Option<RoomSet> {
+        let mut state = self.lock();
+        let rooms = state.rooms.replace(RoomSet::new());
+        let same_limit = state.limit.replace(limit) == Some(limit);
+        rooms.filter(|_| same_limit)
     }
 
-    /// Puts rooms back after a failed pass, so they are not forgotten.
-    pub(super) fn restore(&self, pending: Option<RoomSet>) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-        match (rooms.as_mut(), pending) {
-            (Some(current), Some(pending)) => {
-                for (channel_id, names) in pending {
-                    current.entry(channel_id).or_default().extend(names);
-                }
-            }
-            (_, None) => *rooms = None,
-            (None, Some(_)) => {}
-        }
+    /// After a failed pass: look at every room next time.
+    pub(super) fn forget(&self) {
+        let mut state = self.lock();
+        state.rooms = None;
+        state.limit = None;
     }
 }
 
@@ -211,26 +212,12 @@ fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
     }
 }
 
-pub(super) fn conflict(field: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |err| match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(field),
-        _ => StoreError::Backend(err),
-    }
-}
-
 /// `NotFound` unless the statement changed a row.
 pub(super) fn touched_one(done: sqlx::sqlite::SqliteQueryResult) -> StoreResult<()> {
     if done.rows_affected() == 0 {
         Err(StoreError::NotFound)
     } else {
         Ok(())
-    }
-}
-
-pub(super) fn not_found(err: sqlx::Error) -> StoreError {
-    match err {
-        sqlx::Error::RowNotFound => StoreError::NotFound,
-        other => StoreError::Backend(other),
     }
 }
 
@@ -276,10 +263,6 @@ fn api_key_from_row(row: SqliteRow) -> Result<ApiKey, sqlx::Error> {
         allow_anonymous_read: row.try_get("allow_anonymous_read")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-pub(super) fn decode_error(what: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("unexpected stored {what}").into())
 }
 
 fn permission_column(row: &SqliteRow, column: &str) -> Result<Permission, sqlx::Error> {

@@ -5,16 +5,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::sqlite::{RoomSet, SqliteStore, decode_error, not_found, push_page};
-use super::{Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult};
-
-/// Maps the stored action text back to the static names the API uses.
-fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
-    ["custom", "create", "update", "delete"]
-        .into_iter()
-        .find(|a| *a == stored)
-        .ok_or_else(|| decode_error("action"))
-}
+use super::sqlite::{RoomSet, SqliteStore, push_page};
+use super::{
+    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult, action_name, not_found,
+};
 
 fn message_from_row(row: SqliteRow) -> Result<Message, sqlx::Error> {
     let room: String = row.try_get("room")?;
@@ -115,11 +109,11 @@ impl MessageStore for SqliteStore {
         }
         if max_per_room > 0 {
             let keep = i64::try_from(max_per_room).unwrap_or(i64::MAX);
-            let active = self.active_rooms().take();
+            let active = self.active_rooms().take(keep);
             match self.prune_rooms(active.as_ref(), keep).await {
                 Ok(count) => pruned.by_count = count,
                 Err(err) => {
-                    self.active_rooms().restore(active);
+                    self.active_rooms().forget();
                     return Err(err);
                 }
             }

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::sqlite::{SqliteStore, conflict, not_found, push_page, push_prefix, touched_one};
+use super::sqlite::{SqliteStore, push_page, push_prefix, touched_one};
 use super::users::*;
-use super::{IdPage, StoreError, StoreResult};
+use super::{IdPage, StoreError, StoreResult, conflict, not_found};
 use crate::keys::KeyDigest;
 use crate::model;
 

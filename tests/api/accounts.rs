@@ -996,11 +996,8 @@ async fn passwords_are_stored_as_argon2id_hashes_never_in_plain_text() {
     )
     .await
     .assert_status(204);
-    // Every file of the database (main file, WAL, shared memory), read while the server runs.
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(app.dir.path()).expect("database dir") {
-        stored.extend(std::fs::read(entry.expect("entry").path()).expect("database file"));
-    }
+    // Everything the database holds, read while the server runs.
+    let stored = app.stored_bytes().await;
     let contains = |needle: &str| stored.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(contains("$argon2id$"), "no Argon2id hash stored");
     assert!(!contains(password), "a password is stored in plain text");

@@ -1,13 +1,14 @@
 //! The `herald` binary as a user runs it: first start, settings errors, the one-process lock,
 //! and the offline account commands (SPEC §4.6, §11.3–§11.5).
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::helpers::{TestDb, skip_on_postgres};
 
 const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
@@ -21,13 +22,13 @@ pub struct ChildServer {
 
 impl ChildServer {
     /// Starts `herald serve` on `db` and waits for its "listening on" log line.
-    pub async fn start(db: &Path, env: &[(&str, &str)]) -> ChildServer {
+    pub async fn start(db: &TestDb, env: &[(&str, &str)]) -> ChildServer {
         let mut command = Command::new(BIN);
         command
             .arg("serve")
             .env_clear()
             .env("HERALD_LISTEN", "127.0.0.1:0")
-            .env("HERALD_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .envs(db.env())
             .env("HERALD_RATE_ANON", "0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -103,8 +104,7 @@ fn key_from(printed: &str) -> String {
 
 #[tokio::test]
 async fn first_start_prints_a_working_superuser_key_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("h.db");
+    let db = TestDb::new().await;
     let mut server = ChildServer::start(&db, &[]).await;
     assert!(
         server.stdout.contains("admin@localhost"),
@@ -140,10 +140,10 @@ async fn first_start_prints_a_working_superuser_key_once() {
 
 #[tokio::test]
 async fn admin_variables_choose_the_first_account() {
-    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new().await;
     let key = format!("{}2", "c".repeat(39));
     let mut server = ChildServer::start(
-        &dir.path().join("h.db"),
+        &db,
         &[
             ("HERALD_ADMIN_EMAIL", "Yen@Vengerberg.io"),
             ("HERALD_ADMIN_PASSWORD", "lilac-and-gooseberries"),
@@ -181,10 +181,12 @@ async fn an_odd_admin_key_stops_startup_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_second_process_on_the_same_database_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("h.db");
+    if skip_on_postgres("the one-process lock is SQLite's; PostgreSQL is shared by design") {
+        return;
+    }
+    let db = TestDb::new().await;
     let mut first = ChildServer::start(&db, &[]).await;
-    let url = format!("sqlite://{}", db.display());
+    let url = db.url();
     let (code, _, stderr) = run_herald(
         &["serve", "--listen", "127.0.0.1:0", "--database-url", &url],
         &[],
@@ -216,12 +218,36 @@ async fn invalid_settings_stop_startup_naming_the_setting() {
     assert!(stderr.contains("--shutdown-grace"), "{stderr}");
 
     let (code, _, stderr) = run_herald(
-        &["serve", "--database-url", "postgres://localhost/herald"],
+        &[
+            "serve",
+            "--database-url",
+            "postgres://localhost:port/herald",
+        ],
         &[],
     )
     .await;
     assert_ne!(code, 0);
     assert!(stderr.contains("--database-url"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgresql_stops_startup_with_a_clear_message() {
+    let (code, _, stderr) = run_herald(
+        &[
+            "migrate",
+            "--database-url",
+            "postgres://herald:Secret-Pass-1@127.0.0.1:1/herald",
+        ],
+        &[],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("could not connect to PostgreSQL at 127.0.0.1:1: ")
+            && stderr.contains("; is it running?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Secret-Pass-1"), "{stderr}");
 }
 
 #[tokio::test]
@@ -236,9 +262,8 @@ async fn version_prints_the_package_version() {
 
 #[tokio::test]
 async fn account_commands_create_list_and_reset_keys_offline() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("h.db");
-    let url = format!("sqlite://{}", db.display());
+    let db = TestDb::new().await;
+    let url = db.url();
 
     let (code, _, stderr) = run_herald(&["migrate", "--database-url", &url], &[]).await;
     assert_eq!(code, 0, "{stderr}");
@@ -347,8 +372,7 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn tail_prints_every_message_once_across_a_server_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("h.db");
+    let db = TestDb::new().await;
     let key = format!("{}4", "e".repeat(39));
     let listen = format!("127.0.0.1:{}", free_port());
     let env = [

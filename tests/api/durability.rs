@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::cli::ChildServer;
+use crate::helpers::TestDb;
 
 const ADMIN_KEY: &str = "d00dfeedd00dfeedd00dfeedd00dfeedd00dfee0";
 const PUBLISHERS: usize = 4;
@@ -69,8 +70,7 @@ async fn stored_ids(client: &reqwest::Client, server: &ChildServer) -> BTreeSet<
 
 #[tokio::test]
 async fn acknowledged_publishes_survive_sigkill_with_consecutive_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("h.db");
+    let db = TestDb::new().await;
     let env = [("HERALD_ADMIN_KEY", ADMIN_KEY)];
     let mut server = ChildServer::start(&db, &env).await;
     let client = reqwest::Client::new();

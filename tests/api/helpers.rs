@@ -1,9 +1,13 @@
-//! The test harness: a real Herald on an ephemeral port with its own SQLite file, and a small
+//! The test harness: a real Herald on an ephemeral port with its own database, and a small
 //! HTTP client whose helpers return the response for the test to assert on.
+//!
+//! The database is a SQLite file in a temporary directory, or, with
+//! `HERALD_TEST_API_BACKEND=postgres`, a fresh schema of the PostgreSQL database at
+//! `HERALD_TEST_DATABASE_URL`, dropped when the `TestApp` is.
 
 use std::net::SocketAddr;
 
-use herald::config::ServeArgs;
+use herald::config::{DatabaseUrl, ServeArgs};
 use herald::keys::{Key, KeyKind};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder};
@@ -12,12 +16,45 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::pg_schema::{self, PgSchema};
+
+/// Connections each PostgreSQL-backed server may open: tests start many servers at once, and
+/// the database allows 100 connections in all.
+const PG_POOL: u32 = 4;
+
+/// Whether this run stores in PostgreSQL (`HERALD_TEST_API_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("HERALD_TEST_API_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => {
+            panic!("HERALD_TEST_API_BACKEND must be `sqlite` or `postgres`, not `{other}`")
+        }
+    }
+}
+
+/// For tests that only make sense on SQLite: true (after saying why) when they should skip.
+pub fn skip_on_postgres(reason: &str) -> bool {
+    if on_postgres() {
+        println!("skipped on PostgreSQL: {reason}");
+    }
+    on_postgres()
+}
+
+/// A database a stopped server leaves behind, for another to start on.
+pub enum KeptDatabase {
+    Sqlite(TempDir),
+    Postgres(PgSchema),
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     /// The superuser account key created on first start.
     pub admin_key: String,
     pub client: reqwest::Client,
+    /// The server's own directory (its database file, on SQLite).
     pub dir: TempDir,
+    schema: Option<PgSchema>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -62,12 +99,34 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let database = if on_postgres() {
+            KeptDatabase::Postgres(PgSchema::create(&postgres_base_url()).await)
+        } else {
+            KeptDatabase::Sqlite(tempfile::tempdir().expect("temp dir"))
+        };
+        TestApp::spawn_on(database, configure).await
+    }
+
+    /// A server on a database another server left behind (see [`TestApp::stop_keeping_database`]).
+    pub async fn spawn_on(
+        database: KeptDatabase,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let (dir, schema) = match database {
+            KeptDatabase::Sqlite(dir) => (dir, None),
+            KeptDatabase::Postgres(schema) => {
+                (tempfile::tempdir().expect("temp dir"), Some(schema))
+            }
+        };
         let mut args = ServeArgs::with_database(addr, dir.path().join("herald.db"));
+        if let Some(schema) = &schema {
+            args.database.database_url = DatabaseUrl::Postgres(schema.url());
+            args.database.db_pool = PG_POOL;
+        }
         args.rate_anon = 0;
         let admin_key = Key::generate(KeyKind::Account);
         args.admin.key = Some(admin_key.as_str().to_owned());
@@ -82,6 +141,7 @@ impl TestApp {
             admin_key: admin_key.as_str().to_owned(),
             client: reqwest::Client::new(),
             dir,
+            schema,
             shutdown: Some(tx),
             server: Some(server),
         };
@@ -115,6 +175,60 @@ impl TestApp {
             Some(server) => server.await?,
             None => Ok(()),
         }
+    }
+
+    /// Stops the server gracefully and keeps its database for [`TestApp::spawn_on`].
+    pub async fn stop_keeping_database(mut self) -> anyhow::Result<KeptDatabase> {
+        let database = match self.schema.take() {
+            Some(schema) => KeptDatabase::Postgres(schema),
+            None => KeptDatabase::Sqlite(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("temp dir"),
+            )),
+        };
+        self.stop().await?;
+        Ok(database)
+    }
+
+    /// Every byte the database holds, as stored: the SQLite files (main file, WAL, shared
+    /// memory), or every row of the PostgreSQL schema in its text form. For asserting what is
+    /// (not) stored in plain text.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        let mut stored = Vec::new();
+        match &self.schema {
+            None => {
+                for entry in std::fs::read_dir(self.dir.path()).expect("database dir") {
+                    stored.extend(
+                        std::fs::read(entry.expect("entry").path()).expect("database file"),
+                    );
+                }
+            }
+            Some(schema) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&schema.url())
+                    .await
+                    .expect("connect to the test schema");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = current_schema()",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("list tables");
+                for table in tables {
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
+                            .fetch_all(&mut conn)
+                            .await
+                            .expect("read rows");
+                    for row in rows {
+                        stored.extend(row.into_bytes());
+                    }
+                }
+                let _ = conn.close().await;
+            }
+        }
+        stored
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -242,5 +356,76 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+        if let Some(schema) = self.schema.take() {
+            drop_schema_now(schema);
+        }
     }
+}
+
+/// Drops a test schema from synchronous code (`Drop`), which may run on the test's only runtime
+/// thread: a thread of its own does it, ending the server's connections first.
+fn drop_schema_now(schema: PgSchema) {
+    let dropped = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(schema.drop());
+    })
+    .join();
+    if dropped.is_err() && !std::thread::panicking() {
+        panic!("could not drop the test schema");
+    }
+}
+
+/// A database for `herald` child processes: a SQLite file in a temporary directory, or a
+/// fresh PostgreSQL schema on the PostgreSQL run (dropped with this value).
+pub struct TestDb {
+    dir: TempDir,
+    schema: Option<PgSchema>,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let schema = match on_postgres() {
+            true => Some(PgSchema::create(&postgres_base_url()).await),
+            false => None,
+        };
+        TestDb {
+            dir: tempfile::tempdir().expect("temp dir"),
+            schema,
+        }
+    }
+
+    /// The `--database-url` of this database.
+    pub fn url(&self) -> String {
+        match &self.schema {
+            Some(schema) => schema.url(),
+            None => format!("sqlite://{}", self.dir.path().join("h.db").display()),
+        }
+    }
+
+    /// Settings a child process on this database needs beside the URL.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("HERALD_DATABASE_URL", self.url())];
+        if self.schema.is_some() {
+            env.push(("HERALD_DB_POOL", PG_POOL.to_string()));
+        }
+        env
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            drop_schema_now(schema);
+        }
+    }
+}
+
+fn postgres_base_url() -> String {
+    pg_schema::database_url().expect(
+        "HERALD_TEST_API_BACKEND=postgres needs HERALD_TEST_DATABASE_URL \
+         (e.g. postgres://postgres@127.0.0.1:5432/test)",
+    )
 }

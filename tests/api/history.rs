@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald::config::DatabaseUrl;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
@@ -892,17 +891,14 @@ async fn history_drops_messages_older_than_the_maximum_age_and_ids_continue() {
 
 #[tokio::test]
 async fn acknowledged_messages_survive_a_restart_and_ids_continue() {
-    let (mut app, _) = setup().await;
+    let (app, _) = setup().await;
     let sent = publish_n(&app, "plain", None, 3).await;
     let admin_key = app.admin_key.clone();
-    // Keep the database directory alive across the restart.
-    let dir = std::mem::replace(&mut app.dir, tempfile::tempdir().expect("temp dir"));
-    app.stop().await.expect("graceful shutdown");
-    let db = dir.path().join("herald.db");
-    let app = TestApp::spawn_with(|args| {
-        args.database.database_url = DatabaseUrl::Sqlite(db);
-    })
-    .await;
+    let database = app
+        .stop_keeping_database()
+        .await
+        .expect("graceful shutdown");
+    let app = TestApp::spawn_on(database, |_| {}).await;
     app.get(&history_path("plain"), Some(&admin_key))
         .await
         .assert(200, envelope(&reversed(&sent)));

@@ -1,5 +1,8 @@
 //! Integration tests: one binary, a real server per test, spoken to over HTTP.
 
+#[path = "../common/pg_schema.rs"]
+mod pg_schema;
+
 mod helpers;
 
 mod accounts;

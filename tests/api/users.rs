@@ -1430,11 +1430,8 @@ async fn user_passwords_are_stored_hashed() {
     )
     .await
     .assert_status(200);
-    // Every file of the database (main file, WAL, shared memory), read while the server runs.
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(app.dir.path()).expect("database dir") {
-        stored.extend(std::fs::read(entry.expect("entry").path()).expect("database file"));
-    }
+    // Everything the database holds, read while the server runs.
+    let stored = app.stored_bytes().await;
     let contains = |needle: &str| stored.windows(needle.len()).any(|w| w == needle.as_bytes());
     assert!(
         contains("plaintext-check-user"),
