@@ -4,8 +4,10 @@
 //! the only writer is taken from PostgreSQL instead: row locks where a check and a write must not
 //! interleave (a channel's id sequence, an owner's instance count, a user's memberships) and
 //! advisory locks for work that one node at a time does (migrations, pruning, the first account).
-//! Advisory lock keys are derived from the schema, so deployments in different schemas of one
-//! database do not wait for each other.
+//! Herald's own advisory lock keys (pruning, first account) are derived from the schema, so
+//! deployments in different schemas of one database do not skip each other's work; sqlx's
+//! migration lock is per database, so their migrations merely take turns. Publishing, with its
+//! group commit, is in `postgres_publisher`.
 
 use std::str::FromStr;
 use std::sync::Arc;
