@@ -17,7 +17,7 @@ use crate::keys::{Key, KeyKind};
 pub struct DatabaseArgs {
     /// Database URL: sqlite://<path> (embedded mode) or postgres://<user>@<host>:<port>/<db>
     /// (cluster mode).
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", value_parser = parse_database_url)]
+    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", value_parser = DatabaseUrlParser)]
     pub database_url: DatabaseUrl,
 
     /// Maximum database connections.
@@ -82,6 +82,36 @@ fn mask_password(url: &str) -> String {
         None => tail.to_owned(),
     };
     format!("{scheme}://{authority}{tail}")
+}
+
+/// `parse_database_url` for clap, whose own message would repeat the value, password and all.
+#[derive(Clone, Copy)]
+struct DatabaseUrlParser;
+
+impl clap::builder::TypedValueParser for DatabaseUrlParser {
+    type Value = DatabaseUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DatabaseUrl, clap::Error> {
+        let raw = value
+            .to_str()
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidUtf8).with_cmd(cmd))?;
+        parse_database_url(raw).map_err(|reason| {
+            let arg = arg.map_or_else(|| "--database-url".to_owned(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value '{}' for '{arg}': {reason}\n",
+                    mask_password(raw)
+                ),
+            )
+            .with_cmd(cmd)
+        })
+    }
 }
 
 fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {

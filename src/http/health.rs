@@ -33,27 +33,30 @@ async fn live() -> Response {
     no_store(json_response(StatusCode::OK, &json!({"status": "ok"})))
 }
 
-/// Storage must answer; fan-out is reported but a lost Redis does not make the node unhealthy,
-/// since it keeps serving and repairs from storage (SPEC §11.5).
+/// 200 when storage answers and, in cluster mode, the Redis subscription is up; otherwise 503
+/// naming the failing part (SPEC §11.1). A node without Redis still serves and repairs from
+/// storage, but it is not delivering other nodes' messages promptly, so it reports unhealthy.
 async fn health(State(app): State<AppState>) -> Response {
     let version = env!("CARGO_PKG_VERSION");
     let fanout = match &app.cluster {
         None => "local",
-        Some(cluster) if cluster.connected() => "redis",
-        Some(_) => "redis: disconnected, reconnecting",
+        Some(cluster) if cluster.connected() => "ok",
+        Some(_) => "error: not connected to Redis; reconnecting",
     };
-    let response = match app.store.ping().await {
-        Ok(()) => json_response(
-            StatusCode::OK,
-            &json!({"status": "ok", "version": version, "storage": "ok", "fanout": fanout}),
-        ),
-        Err(err) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "unavailable", "version": version,
-                    "storage": format!("error: {err}"), "fanout": fanout}),
-        ),
+    let storage = match app.store.ping().await {
+        Ok(()) => "ok".to_owned(),
+        Err(err) => format!("error: {err}"),
     };
-    no_store(response)
+    let healthy = storage == "ok" && !fanout.starts_with("error");
+    let (status, word) = if healthy {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    no_store(json_response(
+        status,
+        &json!({"status": word, "version": version, "storage": storage, "fanout": fanout}),
+    ))
 }
 
 fn no_store(mut response: Response) -> Response {

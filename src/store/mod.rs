@@ -6,6 +6,7 @@
 
 mod postgres;
 mod postgres_messages;
+mod postgres_publisher;
 mod postgres_users;
 mod sqlite;
 mod sqlite_messages;

@@ -4,8 +4,10 @@
 //! the only writer is taken from PostgreSQL instead: row locks where a check and a write must not
 //! interleave (a channel's id sequence, an owner's instance count, a user's memberships) and
 //! advisory locks for work that one node at a time does (migrations, pruning, the first account).
-//! Advisory lock keys are derived from the schema, so deployments in different schemas of one
-//! database do not wait for each other.
+//! Herald's own advisory lock keys (pruning, first account) are derived from the schema, so
+//! deployments in different schemas of one database do not skip each other's work; sqlx's
+//! migration lock is per database, so their migrations merely take turns. Publishing, with its
+//! group commit, is in `postgres_publisher`.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::{Connection, Postgres, QueryBuilder, Row};
 
+use super::postgres_publisher::Publisher;
 use super::*;
 use crate::model::{self, ChannelType, Permission};
 
@@ -25,8 +28,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request waits for a pooled connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Publishes of one channel queue on one of these per process (see `postgres_messages`).
-const PUBLISH_STRIPES: usize = 256;
 
 /// What an advisory lock protects; combined with the schema into the lock key.
 #[derive(Clone, Copy, Debug)]
@@ -46,10 +47,8 @@ pub fn advisory_lock_key(purpose: LockPurpose, schema: &str) -> i64 {
 
 pub struct PgStore {
     pub(super) pool: PgPool,
-    pub(super) listener: Arc<dyn CommitListener>,
-    /// Per-process publish turns, by channel id: a channel's publishes from this process commit
-    /// and reach the listener one at a time, so the listener hears them in id order.
-    pub(super) publish_turns: Arc<[tokio::sync::Mutex<()>]>,
+    /// Stores publishes (with group commit) and tells the commit listener.
+    pub(super) publisher: Arc<Publisher>,
     prune_lock: i64,
     bootstrap_lock: i64,
 }
@@ -183,11 +182,8 @@ impl PgStore {
         // others then find every migration applied.
         MIGRATOR.run(&pool).await?;
         Ok(PgStore {
+            publisher: Publisher::new(pool.clone(), listener),
             pool,
-            listener,
-            publish_turns: (0..PUBLISH_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
             prune_lock: advisory_lock_key(LockPurpose::Prune, &schema),
             bootstrap_lock: advisory_lock_key(LockPurpose::Bootstrap, &schema),
         })

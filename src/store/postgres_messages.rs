@@ -1,22 +1,14 @@
-//! PostgreSQL implementation of [`MessageStore`]: publishing, history reads and retention.
-//!
-//! A publish is one statement, so one transaction: it increments the channel's sequence row
-//! (whose lock it then holds until commit) and inserts the message under the new id. Publishers
-//! of one channel on any node therefore commit one after another in id order, and the committed
-//! ids are consecutive. Within this process a channel's publishes also take turns (a striped
-//! mutex held from before the statement until the listener has been told), so the listener hears
-//! them in id order; across nodes, fan-out orders by id itself.
+//! PostgreSQL implementation of [`MessageStore`]: publishing (through `postgres_publisher`),
+//! history reads and retention.
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::postgres::{PgStore, all, dec, enc, missing_parent_or, push_page};
+use super::postgres::{PgStore, all, dec, enc, push_page};
 use super::{
-    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreError, StoreResult,
-    action_name, not_found,
+    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult, action_name, not_found,
 };
-use crate::model;
 
 fn message_from_row(row: PgRow) -> Result<Message, sqlx::Error> {
     let room = dec(row.try_get("room")?);
@@ -32,58 +24,10 @@ fn message_from_row(row: PgRow) -> Result<Message, sqlx::Error> {
     })
 }
 
-/// Allocates the channel's next id and stores the message, atomically. The sequence outlives
-/// its channel; a deleted channel allocates nothing (and one deleted while this runs fails the
-/// foreign key, rolling the allocation back).
-const PUBLISH: &str = "WITH allocated AS (\
-     UPDATE channel_sequences SET last_id = last_id + 1 \
-     WHERE instance_id = $1 AND name = $2 AND EXISTS (SELECT 1 FROM channels WHERE id = $3) \
-     RETURNING last_id) \
-     INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, created_at) \
-     SELECT $3, last_id, $4, $5, $6, $7, $8, $9 FROM allocated RETURNING id";
-
 #[async_trait]
 impl MessageStore for PgStore {
     async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {
-        let pool = self.pool.clone();
-        let listener = self.listener.clone();
-        let turns = self.publish_turns.clone();
-        let (channel_id, instance_id, name) =
-            (channel.id, channel.instance_id, channel.name.clone());
-        // A task of its own: a publisher that goes away cannot stop a publish between its commit
-        // and the listener, nor leave the channel's turn half taken.
-        let task = tokio::spawn(async move {
-            let stripe = channel_id.rem_euclid(turns.len() as i64) as usize;
-            let _turn = turns[stripe].lock().await;
-            let created_at = model::now_micros();
-            let id: Option<i64> = sqlx::query_scalar(PUBLISH)
-                .bind(instance_id)
-                .bind(enc(&name))
-                .bind(channel_id)
-                .bind(enc(new.room.as_deref().unwrap_or("")))
-                .bind(new.action)
-                .bind(&new.author)
-                .bind(&new.metadata)
-                .bind(&new.payload)
-                .bind(created_at)
-                .fetch_optional(&pool)
-                .await
-                .map_err(missing_parent_or(StoreError::Backend))?;
-            let id = id.ok_or(StoreError::NotFound)?;
-            let message = Message {
-                id,
-                room: new.room,
-                action: new.action,
-                author: new.author,
-                metadata: new.metadata,
-                payload: new.payload,
-                created_at,
-            };
-            listener.committed(channel_id, &message);
-            Ok(message)
-        });
-        task.await
-            .map_err(|err| StoreError::Unavailable(format!("the publishing task failed: {err}")))?
+        self.publisher.publish(channel, new).await
     }
 
     async fn last_message_id(&self, channel: &Channel) -> StoreResult<i64> {

@@ -221,13 +221,14 @@ async fn invalid_settings_stop_startup_naming_the_setting() {
         &[
             "serve",
             "--database-url",
-            "postgres://localhost:port/herald",
+            "postgres://herald:Secret-Pass-2@localhost:port/herald",
         ],
         &[],
     )
     .await;
     assert_ne!(code, 0);
     assert!(stderr.contains("--database-url"), "{stderr}");
+    assert!(!stderr.contains("Secret-Pass-2"), "{stderr}");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod run {
         prune_keeps_the_newest_per_room,
         prune_removes_old_messages,
         concurrent_publishes_get_consecutive_ids_in_order,
+        publishes_racing_a_channel_deletion_fail_alone,
     );
 }
 
@@ -526,4 +527,51 @@ pub async fn free_text_keeps_every_character(ctx: Ctx) {
     first.first_name = odd.to_owned();
     let account = store.create_account(first).await.unwrap();
     assert_eq!(store.account(account.id).await.unwrap().first_name, odd);
+}
+
+pub async fn publishes_racing_a_channel_deletion_fail_alone(ctx: Ctx) {
+    let store = ctx.store.as_ref();
+    let (_, inst) = fixture(store).await;
+    let kept = channel(store, &inst, "kept").await;
+    let doomed = channel(store, &inst, "doomed").await;
+    let publishers: Vec<_> = [&kept, &doomed, &kept, &doomed]
+        .into_iter()
+        .map(|target| {
+            let store = ctx.store.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for _ in 0..150 {
+                    outcomes.push(store.publish(&target, message(Some("r"), "{}")).await);
+                    tokio::task::yield_now().await;
+                }
+                outcomes
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store.delete_channel(inst.id, "doomed").await.unwrap();
+
+    let mut doomed_ids = Vec::new();
+    for (n, publisher) in publishers.into_iter().enumerate() {
+        for outcome in publisher.await.unwrap() {
+            match (n % 2, outcome) {
+                (0, outcome) => {
+                    outcome.expect("publishing to a channel that stays never fails");
+                }
+                (_, Ok(m)) => doomed_ids.push(m.id),
+                (_, Err(StoreError::NotFound)) => {}
+                (_, Err(err)) => panic!("unexpected error: {err}"),
+            }
+        }
+    }
+    assert_eq!(ctx.heard.ids(kept.id), (1..=300).collect::<Vec<_>>());
+    // What the deleted channel accepted before its deletion got consecutive ids, heard in order,
+    // and the sequence continues from there.
+    doomed_ids.sort_unstable();
+    let accepted = doomed_ids.len() as i64;
+    assert_eq!(doomed_ids, (1..=accepted).collect::<Vec<_>>());
+    assert_eq!(ctx.heard.ids(doomed.id), doomed_ids);
+    let again = channel(store, &inst, "doomed").await;
+    assert_eq!(publish(store, &again, Some("r")).await.id, accepted + 1);
 }

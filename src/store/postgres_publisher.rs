@@ -1,0 +1,230 @@
+//! Publishing on PostgreSQL, with group commit per channel stripe.
+//!
+//! A publish is one statement: it increments the channel's sequence row (whose lock it then
+//! holds until commit) and inserts the message under the new id. Publishers of one channel on
+//! any node therefore commit one after another in id order, and the committed ids are
+//! consecutive.
+//!
+//! Within this process, channels are hashed onto stripes. The first publish of an idle stripe
+//! starts a task that takes every publish waiting on the stripe, stores them in one transaction
+//! (so they share one commit), tells the commit listener in id order and answers each publisher;
+//! it repeats while publishes keep arriving. The listener thus hears each channel's messages in
+//! id order, and a busy channel pays for one commit per batch rather than per message. A batch
+//! locks its channels' sequence rows in ascending channel id order, as every node does, so
+//! batches of different nodes cannot deadlock.
+
+use std::sync::{Arc, Mutex};
+
+use sqlx::PgPool;
+use sqlx::postgres::PgConnection;
+use tokio::sync::oneshot;
+
+use super::postgres::{enc, missing_parent_or};
+use super::{Channel, CommitListener, Message, NewMessage, StoreError, StoreResult};
+use crate::model;
+
+/// Stripes per process: publishes of channels on different stripes never wait for each other.
+const STRIPES: usize = 64;
+/// Most publishes one transaction takes.
+const MAX_BATCH: usize = 256;
+
+/// Allocates the channel's next id and stores the message, atomically. The sequence outlives
+/// its channel; a deleted channel allocates nothing (and one deleted while this runs fails the
+/// foreign key, rolling the allocation back).
+const PUBLISH: &str = "WITH allocated AS (\
+     UPDATE channel_sequences SET last_id = last_id + 1 \
+     WHERE instance_id = $1 AND name = $2 AND EXISTS (SELECT 1 FROM channels WHERE id = $3) \
+     RETURNING last_id) \
+     INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, created_at) \
+     SELECT $3, last_id, $4, $5, $6, $7, $8, $9 FROM allocated RETURNING id";
+
+struct Job {
+    channel_id: i64,
+    instance_id: i64,
+    channel_name: String,
+    new: NewMessage,
+    reply: oneshot::Sender<StoreResult<Message>>,
+}
+
+#[derive(Default)]
+struct Stripe {
+    waiting: Vec<Job>,
+    /// A task is storing this stripe's publishes; it takes `waiting` when done with a batch.
+    busy: bool,
+}
+
+pub(super) struct Publisher {
+    pool: PgPool,
+    listener: Arc<dyn CommitListener>,
+    stripes: Box<[Mutex<Stripe>]>,
+}
+
+impl Publisher {
+    pub(super) fn new(pool: PgPool, listener: Arc<dyn CommitListener>) -> Arc<Publisher> {
+        Arc::new(Publisher {
+            pool,
+            listener,
+            stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
+        })
+    }
+
+    pub(super) async fn publish(
+        self: &Arc<Self>,
+        channel: &Channel,
+        new: NewMessage,
+    ) -> StoreResult<Message> {
+        let (reply, answer) = oneshot::channel();
+        let stripe = channel.id.rem_euclid(STRIPES as i64) as usize;
+        let start = {
+            let mut state = self.stripes[stripe]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            state.waiting.push(Job {
+                channel_id: channel.id,
+                instance_id: channel.instance_id,
+                channel_name: channel.name.clone(),
+                new,
+                reply,
+            });
+            !std::mem::replace(&mut state.busy, true)
+        };
+        if start {
+            // A task of its own: a publisher that goes away cannot stop a batch between its
+            // commit and the listener.
+            tokio::spawn(self.clone().drain(stripe));
+        }
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the publishing task stopped unexpectedly".into())
+        })?
+    }
+
+    /// Stores the stripe's waiting publishes, batch after batch, until none are left.
+    async fn drain(self: Arc<Self>, stripe: usize) {
+        let guard = Idle {
+            stripe: &self.stripes[stripe],
+        };
+        loop {
+            let batch = {
+                let mut state = guard.stripe.lock().unwrap_or_else(|e| e.into_inner());
+                if state.waiting.is_empty() {
+                    state.busy = false;
+                    break;
+                }
+                let take = state.waiting.len().min(MAX_BATCH);
+                state.waiting.drain(..take).collect::<Vec<_>>()
+            };
+            self.store(batch).await;
+        }
+        std::mem::forget(guard);
+    }
+
+    async fn store(&self, mut batch: Vec<Job>) {
+        // Ascending channel order (stable: each channel's publishes keep their order).
+        batch.sort_by_key(|job| job.channel_id);
+        let outcomes = if batch.len() == 1 {
+            vec![store_one(&self.pool, &batch[0]).await]
+        } else {
+            match store_together(&self.pool, &batch).await {
+                Ok(outcomes) => outcomes,
+                Err(Attempt::BeforeCommit(err)) => {
+                    // Nothing was stored (e.g. a channel deleted meanwhile failed its foreign
+                    // key): store each on its own, so only the affected publishes fail.
+                    tracing::debug!(error = %err, "publish batch rolled back; retrying singly");
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    for job in &batch {
+                        outcomes.push(store_one(&self.pool, job).await);
+                    }
+                    outcomes
+                }
+                Err(Attempt::AtCommit(err)) => {
+                    tracing::error!(error = %err, jobs = batch.len(), "publish batch failed");
+                    batch
+                        .iter()
+                        .map(|_| Err(StoreError::Unavailable(format!("publish failed: {err}"))))
+                        .collect()
+                }
+            }
+        };
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            let result = outcome.map(|(id, created_at)| Message {
+                id,
+                room: job.new.room,
+                action: job.new.action,
+                author: job.new.author,
+                metadata: job.new.metadata,
+                payload: job.new.payload,
+                created_at,
+            });
+            if let Ok(message) = &result {
+                self.listener.committed(job.channel_id, message);
+            }
+            // A publisher that went away still had its message stored and announced.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Marks the stripe idle if its task ends abnormally (a panic), failing what waits on it, so
+/// the next publish starts a new task rather than waiting forever.
+struct Idle<'a> {
+    stripe: &'a Mutex<Stripe>,
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        let mut state = self.stripe.lock().unwrap_or_else(|e| e.into_inner());
+        state.waiting.clear();
+        state.busy = false;
+    }
+}
+
+enum Attempt {
+    /// Nothing was committed.
+    BeforeCommit(sqlx::Error),
+    /// The commit itself failed: its outcome is unknown.
+    AtCommit(sqlx::Error),
+}
+
+/// Runs the publish statement for `job`: the allocated id, or `None` if the channel is gone.
+async fn insert(conn: &mut PgConnection, job: &Job, created_at: i64) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(PUBLISH)
+        .bind(job.instance_id)
+        .bind(enc(&job.channel_name))
+        .bind(job.channel_id)
+        .bind(enc(job.new.room.as_deref().unwrap_or("")))
+        .bind(job.new.action)
+        .bind(&job.new.author)
+        .bind(&job.new.metadata)
+        .bind(&job.new.payload)
+        .bind(created_at)
+        .fetch_optional(conn)
+        .await
+}
+
+/// One publish in its own (single-statement) transaction.
+async fn store_one(pool: &PgPool, job: &Job) -> StoreResult<(i64, i64)> {
+    let mut conn = pool.acquire().await?;
+    let created_at = model::now_micros();
+    let id = insert(&mut conn, job, created_at)
+        .await
+        .map_err(missing_parent_or(StoreError::Backend))?;
+    Ok((id.ok_or(StoreError::NotFound)?, created_at))
+}
+
+/// A batch in one transaction: per job its id and timestamp, or `NotFound`.
+async fn store_together(
+    pool: &PgPool,
+    batch: &[Job],
+) -> Result<Vec<StoreResult<(i64, i64)>>, Attempt> {
+    let mut tx = pool.begin().await.map_err(Attempt::BeforeCommit)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let created_at = model::now_micros();
+        let id = insert(&mut tx, job, created_at)
+            .await
+            .map_err(Attempt::BeforeCommit)?;
+        outcomes.push(id.map(|id| (id, created_at)).ok_or(StoreError::NotFound));
+    }
+    tx.commit().await.map_err(Attempt::AtCommit)?;
+    Ok(outcomes)
+}
