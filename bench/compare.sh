@@ -217,8 +217,14 @@ run_one() {
     say "round $round/$ROUNDS  $scenario  $server"
     if taskset -c 1 "$bench" "$@" --server-pid "$server_pid" "${args[@]}" >"$out" 2>"$tmp/err"; then
         sed 's/^/    /' "$out" | sed '$d' >&2
-        printf '{"server":"%s","scenario":"%s","round":%d,"result":%s}\n' \
-            "$server" "$scenario" "$round" "$(tail -n 1 "$out")" >>"$results"
+        # Sockudo logs each message it drops for a subscriber whose send buffer is full.
+        local dropped
+        dropped=$(grep -c "Buffer full" "$log" || true)
+        if [ "$dropped" -gt 0 ]; then
+            say "    the server logged $dropped \"Buffer full\" drops (log: $log)"
+        fi
+        printf '{"server":"%s","scenario":"%s","round":%d,"server_log_buffer_full":%d,"result":%s}\n' \
+            "$server" "$scenario" "$round" "$dropped" "$(tail -n 1 "$out")" >>"$results"
     else
         failures=$((failures + 1))
         sed 's/^/    /' "$out" "$tmp/err" >&2
@@ -248,22 +254,23 @@ import json, statistics, sys
 path, load_before, load_after, rounds, duration = sys.argv[1:]
 runs = [json.loads(line) for line in open(path)]
 
-# scenario -> [(label, field, higher_is_better, format)]
+# scenario -> [(label, field, higher is better (None: a count that should be 0), format)]
 metrics = {
     "publish": [
         ("publishes/s", "accepted_per_s", True, "{:,.0f}"),
         ("latency p50 ms", "p50_ms", False, "{:.2f}"),
         ("latency p99 ms", "p99_ms", False, "{:.2f}"),
-        ("errors", "errors", False, "{:,.0f}"),
-        ("connections closed by server", "server_closed_connections", False, "{:,.0f}"),
+        ("errors", "errors", None, "{:,.0f}"),
+        ("connections closed by server", "server_closed_connections", None, "{:,.0f}"),
     ],
     "fanout100": [
         ("deliveries/s", "delivered_per_s", True, "{:,.0f}"),
         ("end-to-end p50 ms", "p50_ms", False, "{:.2f}"),
         ("end-to-end p99 ms", "p99_ms", False, "{:.2f}"),
-        ("lost", "lost", False, "{:,.0f}"),
-        ("duplicated", "duplicated", False, "{:,.0f}"),
-        ("subscribers disconnected", "disconnected", False, "{:,.0f}"),
+        ("lost", "lost", None, "{:,.0f}"),
+        ("duplicated", "duplicated", None, "{:,.0f}"),
+        ("subscribers disconnected", "disconnected", None, "{:,.0f}"),
+        ("\"Buffer full\" drops in server log", "server_log_buffer_full", None, "{:,.0f}"),
     ],
     "idle": [
         ("server bytes per connection", "bytes_per_connection", False, "{:,.0f}"),
@@ -296,19 +303,20 @@ for scenario in dict.fromkeys(r["scenario"] for r in runs):
               for s in ("herald", "sockudo")}
     if any(failed.values()):
         print(f"   failed runs: herald {failed['herald']}, sockudo {failed['sockudo']}")
-    print(f"| {'metric':<30} | {'Herald':>12} | {'Sockudo':>12} | {'Herald/Sockudo':>14} | better | runs (Herald; Sockudo)")
-    print(f"|{'-'*32}|{'-'*14}|{'-'*14}|{'-'*16}|--------|----------------------")
+    print(f"| {'metric':<34} | {'Herald':>12} | {'Sockudo':>12} | {'Herald/Sockudo':>14} | better | runs (Herald; Sockudo)")
+    print(f"|{'-'*36}|{'-'*14}|{'-'*14}|{'-'*16}|--------|----------------------")
     for label, field, higher, fmt in metrics.get(scenario, []):
-        vals = {s: [r["result"][field] for r in runs
+        vals = {s: [r[field] if field in r else r["result"][field] for r in runs
                     if r["scenario"] == scenario and r["server"] == s and "result" in r]
                 for s in ("herald", "sockudo")}
         if not vals["herald"] or not vals["sockudo"]:
             continue
         med = {s: statistics.median(v) for s, v in vals.items()}
-        ratio = f"{med['herald'] / med['sockudo']:.2f}" if med["sockudo"] else "-"
-        direction = "higher" if higher else "lower"
+        # Counts (errors, losses) get no ratio: any non-zero count is a finding in itself.
+        ratio = f"{med['herald'] / med['sockudo']:.2f}" if med["sockudo"] and higher is not None else "-"
+        direction = {True: "higher", False: "lower", None: "0"}[higher]
         each = "; ".join(", ".join(fmt.format(x) for x in vals[s]) for s in ("herald", "sockudo"))
-        print(f"| {label:<30} | {fmt.format(med['herald']):>12} | {fmt.format(med['sockudo']):>12} "
+        print(f"| {label:<34} | {fmt.format(med['herald']):>12} | {fmt.format(med['sockudo']):>12} "
               f"| {ratio:>14} | {direction:<6} | {each}")
 print()
 print(f"raw results: {path}")

@@ -326,6 +326,7 @@ async fn subscriber(
     base: Instant,
     total: u64,
     mut stop: watch::Receiver<bool>,
+    progress: Arc<AtomicU64>,
 ) -> anyhow::Result<Seen> {
     let mut seen = Seen::new(total);
     let stopped = stop.wait_for(|s| *s);
@@ -348,6 +349,7 @@ async fn subscriber(
             Frame::Message { number, sent_ns } => {
                 let now = base.elapsed().as_nanos() as u64;
                 seen.record(number, now.saturating_sub(sent_ns))?;
+                progress.fetch_add(1, Ordering::Relaxed);
             }
             Frame::Ping => socket.send(Fixture::pong()).await?,
             Frame::Control => {}
@@ -372,17 +374,19 @@ async fn run_fanout(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Connect and subscribe everyone first; publishing starts once all are subscribed.
     let connected = Arc::new(AtomicU64::new(0));
+    // Deliveries so far, over all subscribers.
+    let progress = Arc::new(AtomicU64::new(0));
     let limit = Arc::new(Semaphore::new(200));
     let mut subs = Vec::new();
     for _ in 0..subscribers {
         let (fixture, connected, limit) = (fixture.clone(), connected.clone(), limit.clone());
-        let stop = stop_rx.clone();
+        let (stop, progress) = (stop_rx.clone(), progress.clone());
         subs.push(tokio::spawn(async move {
             let permit = limit.acquire_owned().await?;
             let socket = fixture.subscribe().await?;
             drop(permit);
             connected.fetch_add(1, Ordering::Relaxed);
-            subscriber(fixture, socket, base, total, stop).await
+            subscriber(fixture, socket, base, total, stop, progress).await
         }));
     }
     let connect_deadline = Instant::now() + Duration::from_secs(120);
@@ -433,10 +437,18 @@ async fn run_fanout(
     }
     let publish_seconds = publish_started.elapsed().as_secs_f64();
 
-    // Give the subscribers 30 s to catch up, then stop those still waiting.
+    // Give the subscribers up to 30 s to catch up, then stop those still waiting. A server that
+    // dropped messages leaves subscribers waiting for ever: stop once nothing has arrived for 5 s.
     let catch_up = Instant::now() + Duration::from_secs(30);
+    let (mut last_progress, mut last_change) = (progress.load(Ordering::Relaxed), Instant::now());
     while Instant::now() < catch_up && !subs.iter().all(|s| s.is_finished()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = progress.load(Ordering::Relaxed);
+        if now != last_progress {
+            (last_progress, last_change) = (now, Instant::now());
+        } else if last_change.elapsed() > Duration::from_secs(5) {
+            break;
+        }
     }
     let incomplete_at_stop = subs.iter().filter(|s| !s.is_finished()).count();
     stop_tx.send_replace(true);
@@ -462,7 +474,7 @@ async fn run_fanout(
     println!("  deliveries    {received:>12} of {expected}   ({delivered_per_s:.0}/s)");
     println!("  lost          {lost:>12}   duplicated {duplicated}   out of order {reordered}");
     println!(
-        "  subscribers   incomplete after 30 s {incomplete_at_stop}   disconnected by the server {disconnected}"
+        "  subscribers   incomplete at the end {incomplete_at_stop}   disconnected by the server {disconnected}"
     );
     println!(
         "  end-to-end ms p50 {:.2}   p99 {:.2}   max {:.2}",
