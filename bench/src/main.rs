@@ -1,27 +1,31 @@
-//! herald-bench: drives a running Herald over real sockets and reports throughput, latency and
-//! memory. Every scenario is bounded by `--duration` and counts, talks to loopback only, and
-//! prints a human table followed by one JSON line.
+//! herald-bench: drives a running Herald (or, for comparison, a Pusher-protocol server such as
+//! Sockudo) over real sockets and reports throughput, latency and memory. Every scenario is
+//! bounded by `--duration` and counts, talks to loopback only, and prints a human table followed
+//! by one JSON line.
 //!
 //! Latency is end to end: the publisher writes its send time (nanoseconds on this process's
 //! monotonic clock) into the payload, and each subscriber subtracts it on arrival.
 
-use std::net::SocketAddr;
+mod server;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
+
+use server::{Fixture, Frame, Herald, Protocol, int_field, payload};
 
 #[derive(Parser)]
 #[command(
     name = "herald-bench",
-    about = "Load scenarios against a running Herald"
+    about = "Load scenarios against a running Herald or Pusher-protocol server"
 )]
 struct Cli {
     #[command(flatten)]
@@ -35,9 +39,36 @@ struct Target {
     /// Server address (loopback only).
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Account key of the server (its first-start key).
+    /// The protocol the server speaks. `pusher` (e.g. Sockudo) runs publish, fanout and idle.
+    #[arg(long, global = true, value_enum, default_value_t = Protocol::Herald)]
+    protocol: Protocol,
+    /// Herald: account key of the server (its first-start key).
     #[arg(long, global = true, env = "HERALD_BENCH_KEY", default_value = "")]
     key: String,
+    /// Pusher: the app id.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_BENCH_APP_ID",
+        default_value = "herald-bench"
+    )]
+    app_id: String,
+    /// Pusher: the app key.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_BENCH_APP_KEY",
+        default_value = "herald-bench-key"
+    )]
+    app_key: String,
+    /// Pusher: the app secret (signs HTTP API requests).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_BENCH_APP_SECRET",
+        default_value = "herald-bench-secret"
+    )]
+    app_secret: String,
     /// The server's process id, to read its memory (RSS) from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
@@ -103,124 +134,12 @@ fn seconds(raw: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{raw}` is not a number of seconds"))
 }
 
-/// A fresh instance with a trusted key and one `default`-type channel open for publishing.
-struct Fixture {
-    http: String,
-    ws: String,
-    instance: String,
-    api_key: String,
-}
-
-impl Fixture {
-    async fn create(target: &Target) -> anyhow::Result<Fixture> {
-        if target.key.is_empty() {
-            bail!("--key (or HERALD_BENCH_KEY) must be the server's account key");
-        }
-        let http = target.url.trim_end_matches('/').to_owned();
-        let host = http
-            .strip_prefix("http://")
-            .context("--url must start with http://")?;
-        let addr: SocketAddr = tokio::net::lookup_host(host)
-            .await?
-            .next()
-            .context("--url does not resolve")?;
-        if !addr.ip().is_loopback() {
-            bail!("herald-bench only targets loopback addresses, not {addr}");
-        }
-        let client = reqwest::Client::new();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos();
-        let instance = format!("bench{}", nanos % 1_000_000_000_000);
-        let post = |path: String, body: Value, key: &str| {
-            client
-                .post(format!("{http}{path}"))
-                .header("X-API-KEY", key)
-                .json(&body)
-                .send()
-        };
-        let resp = post(
-            "/v1.1/instances/".into(),
-            json!({"name": instance}),
-            &target.key,
-        )
-        .await?;
-        if resp.status() != 201 {
-            bail!("creating the bench instance failed: {}", resp.text().await?);
-        }
-        let resp = post(
-            format!("/v1.1/instances/{instance}/api_keys/"),
-            json!({"ignore_acl": true, "description": "herald-bench"}),
-            &target.key,
-        )
-        .await?;
-        let api_key = resp.json::<Value>().await?["api_key"]
-            .as_str()
-            .context("no api_key in answer")?
-            .to_owned();
-        let resp = post(
-            format!("/v1.1/instances/{instance}/channels/"),
-            json!({"name": "bench", "type": "default", "custom_publish": true}),
-            &api_key,
-        )
-        .await?;
-        if resp.status() != 201 {
-            bail!("creating the bench channel failed: {}", resp.text().await?);
-        }
-        let resp = post(
-            format!("/v1.1/instances/{instance}/channels/"),
-            json!({"name": "rooms", "type": "separate_rooms", "custom_publish": true}),
-            &api_key,
-        )
-        .await?;
-        if resp.status() != 201 {
-            bail!("creating the rooms channel failed: {}", resp.text().await?);
-        }
-        Ok(Fixture {
-            ws: http.replacen("http://", "ws://", 1),
-            http,
-            instance,
-            api_key,
-        })
+/// Long-polls and replay from a stored position are Herald features a Pusher server lacks.
+fn herald_only(target: &Target, scenario: &str) -> anyhow::Result<()> {
+    if target.protocol != Protocol::Herald {
+        bail!("{scenario} runs against Herald only (a Pusher server has no long-polls or history)");
     }
-
-    fn publish_url(&self) -> String {
-        format!(
-            "{}/v1.1/instances/{}/channels/bench/publish/",
-            self.http, self.instance
-        )
-    }
-
-    fn channel_url(&self, channel: &str, action: &str) -> String {
-        format!(
-            "{}/v1.1/instances/{}/channels/{channel}/{action}/",
-            self.http, self.instance
-        )
-    }
-
-    fn stream_url(&self) -> String {
-        format!(
-            "{}/v1.1/instances/{}/channels/bench/poll/?transport=websocket&api_key={}",
-            self.ws, self.instance, self.api_key
-        )
-    }
-}
-
-/// A publish body of about `bytes` bytes carrying the send time.
-fn payload(sent_at_ns: u64, bytes: usize) -> Vec<u8> {
-    let pad = "x".repeat(bytes.saturating_sub(40));
-    format!("{{\"payload\":{{\"t\":{sent_at_ns},\"pad\":\"{pad}\"}}}}").into_bytes()
-}
-
-/// Finds `"key":<integer>` in a JSON text without parsing all of it (the load tool must not be
-/// the bottleneck it measures).
-fn int_field(text: &str, key: &str) -> Option<u64> {
-    let start = text.find(key)? + key.len();
-    let digits: &str = &text[start..];
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
+    Ok(())
 }
 
 fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
@@ -260,51 +179,75 @@ async fn run_publish(
     for _ in 0..connections {
         let fixture = fixture.clone();
         tasks.push(tokio::spawn(async move {
-            // One client per task: one keep-alive connection each.
+            // One client per task: one keep-alive connection each. A server that answers
+            // `Connection: close` (Sockudo does on every API response) makes the client open a
+            // new connection for the next request; those answers are counted.
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .build()?;
-            let url = fixture.publish_url();
             let mut latencies = histogram();
-            let mut errors = 0u64;
+            let (mut errors, mut closed) = (0u64, 0u64);
+            let mut first_error = None;
+            let mut number = 0;
             while Instant::now() < deadline {
                 let started = Instant::now();
-                let body = payload(base.elapsed().as_nanos() as u64, payload_bytes);
-                let resp = client
-                    .post(&url)
-                    .header("X-API-KEY", &fixture.api_key)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                match resp {
-                    Ok(resp) if resp.status() == 201 => {
+                number += 1;
+                let body = payload(base.elapsed().as_nanos() as u64, number, payload_bytes);
+                match fixture.publish(&client, &body).send().await {
+                    Ok(resp) if fixture.accepted(resp.status()) => {
+                        if resp
+                            .headers()
+                            .get(reqwest::header::CONNECTION)
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+                        {
+                            closed += 1;
+                        }
                         let _ = resp.bytes().await;
                         latencies.saturating_record(started.elapsed().as_nanos() as u64);
                     }
-                    _ => errors += 1,
+                    Ok(resp) => {
+                        errors += 1;
+                        let status = resp.status();
+                        first_error.get_or_insert(format!("{status}: {}", resp.text().await?));
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(format!("{e:#}"));
+                    }
                 }
             }
-            anyhow::Ok((latencies, errors))
+            anyhow::Ok((latencies, errors, closed, first_error))
         }));
     }
     let mut latencies = histogram();
-    let mut errors = 0;
+    let (mut errors, mut closed) = (0, 0);
+    let mut first_error = None;
     for task in tasks {
-        let (h, e) = task.await??;
+        let (h, e, c, first) = task.await??;
         latencies.add(&h)?;
         errors += e;
+        closed += c;
+        first_error = first_error.or(first);
     }
     let elapsed = base.elapsed().as_secs_f64();
     let accepted = latencies.len();
+    let protocol = target.protocol.name();
     println!(
-        "publish: {connections} keep-alive connections, {payload_bytes}-byte payloads, {elapsed:.1} s"
+        "publish ({protocol}): {connections} keep-alive connections, {payload_bytes}-byte payloads, {elapsed:.1} s"
     );
     println!(
         "  accepted      {accepted:>12}   ({:.0} messages/s)",
         accepted as f64 / elapsed
     );
     println!("  errors        {errors:>12}");
+    if let Some(first) = &first_error {
+        println!("  first error   {first}");
+    }
+    if closed > 0 {
+        println!(
+            "  server closed {closed:>12} connections after their answer (the client reconnected)"
+        );
+    }
     println!(
         "  latency ms    p50 {:.2}   p99 {:.2}   max {:.2}",
         ms(latencies.value_at_quantile(0.5)),
@@ -312,18 +255,108 @@ async fn run_publish(
         ms(latencies.max())
     );
     Ok(json!({
-        "scenario": "publish", "connections": connections, "seconds": elapsed,
+        "scenario": "publish", "protocol": protocol, "connections": connections,
+        "payload_bytes": payload_bytes, "seconds": elapsed,
         "accepted": accepted, "accepted_per_s": accepted as f64 / elapsed, "errors": errors,
+        "server_closed_connections": closed,
         "p50_ms": ms(latencies.value_at_quantile(0.5)),
         "p99_ms": ms(latencies.value_at_quantile(0.99)), "max_ms": ms(latencies.max()),
     }))
 }
 
-/// What one fan-out subscriber saw.
+/// What one fan-out subscriber saw of messages numbered 1..=total.
 struct Seen {
     latencies: Histogram<u64>,
+    /// Bit n set: message n arrived.
+    arrived: Vec<u64>,
+    /// Distinct messages that arrived.
+    distinct: u64,
     received: u64,
     duplicated: u64,
+    /// Messages that arrived after a higher-numbered one.
+    reordered: u64,
+    highest: u64,
+    /// The server closed the socket (or it failed) before every message arrived.
+    disconnected: bool,
+}
+
+impl Seen {
+    fn new(total: u64) -> Seen {
+        Seen {
+            latencies: histogram(),
+            arrived: vec![0; (total as usize + 1).div_ceil(64)],
+            distinct: 0,
+            received: 0,
+            duplicated: 0,
+            reordered: 0,
+            highest: 0,
+            disconnected: false,
+        }
+    }
+
+    fn record(&mut self, number: u64, latency_ns: u64) -> anyhow::Result<()> {
+        let (word, bit) = ((number / 64) as usize, 1u64 << (number % 64));
+        let Some(slot) = self.arrived.get_mut(word).filter(|_| number > 0) else {
+            bail!(
+                "message number {number} is outside 1..={}",
+                self.arrived.len() * 64 - 1
+            );
+        };
+        self.received += 1;
+        self.latencies.saturating_record(latency_ns);
+        if *slot & bit != 0 {
+            self.duplicated += 1;
+        } else {
+            *slot |= bit;
+            self.distinct += 1;
+        }
+        if number < self.highest {
+            self.reordered += 1;
+        }
+        self.highest = self.highest.max(number);
+        Ok(())
+    }
+}
+
+/// One fan-out subscriber: reads until every message 1..=total arrived, the socket ends, or
+/// `stop` turns true.
+async fn subscriber(
+    fixture: Arc<Fixture>,
+    mut socket: server::Ws,
+    base: Instant,
+    total: u64,
+    mut stop: watch::Receiver<bool>,
+    progress: Arc<AtomicU64>,
+) -> anyhow::Result<Seen> {
+    let mut seen = Seen::new(total);
+    let stopped = stop.wait_for(|s| *s);
+    tokio::pin!(stopped);
+    while seen.distinct < total {
+        let frame = tokio::select! {
+            biased;
+            frame = socket.next() => frame,
+            _ = &mut stopped => break,
+        };
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                seen.disconnected = true;
+                break;
+            }
+            Some(Ok(_)) => continue,
+        };
+        match fixture.read(&text) {
+            Frame::Message { number, sent_ns } => {
+                let now = base.elapsed().as_nanos() as u64;
+                seen.record(number, now.saturating_sub(sent_ns))?;
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+            Frame::Ping => socket.send(Fixture::pong()).await?,
+            Frame::Control => {}
+            Frame::Unexpected => bail!("unexpected frame: {text}"),
+        }
+    }
+    Ok(seen)
 }
 
 async fn run_fanout(
@@ -335,50 +368,34 @@ async fn run_fanout(
 ) -> anyhow::Result<Value> {
     let fixture = Arc::new(Fixture::create(target).await?);
     let base = Instant::now();
-    // Connect everyone first; publishing starts once all are subscribed.
-    let connected = Arc::new(AtomicU64::new(0));
-    // The channel is new, so its ids are exactly 1..=total.
+    // Messages are numbered 1..=total: Herald's ids on a new channel, and the payload's
+    // sequence number for Pusher (which has no ids).
     let total = (duration.as_secs_f64() * f64::from(rate)).round() as u64;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Connect and subscribe everyone first; publishing starts once all are subscribed.
+    let connected = Arc::new(AtomicU64::new(0));
+    // Deliveries so far, over all subscribers.
+    let progress = Arc::new(AtomicU64::new(0));
     let limit = Arc::new(Semaphore::new(200));
     let mut subs = Vec::new();
     for _ in 0..subscribers {
         let (fixture, connected, limit) = (fixture.clone(), connected.clone(), limit.clone());
+        let (stop, progress) = (stop_rx.clone(), progress.clone());
         subs.push(tokio::spawn(async move {
             let permit = limit.acquire_owned().await?;
-            let (mut socket, _) = tokio_tungstenite::connect_async(fixture.stream_url()).await?;
+            let socket = fixture.subscribe().await?;
             drop(permit);
             connected.fetch_add(1, Ordering::Relaxed);
-            let mut seen = Seen {
-                latencies: histogram(),
-                received: 0,
-                duplicated: 0,
-            };
-            let mut previous: Option<u64> = None;
-            while let Some(frame) = socket.next().await {
-                let Message::Text(text) = frame? else {
-                    continue;
-                };
-                let now = base.elapsed().as_nanos() as u64;
-                let (Some(id), Some(sent)) =
-                    (int_field(&text, "\"id\":"), int_field(&text, "\"t\":"))
-                else {
-                    bail!("unexpected frame: {text}");
-                };
-                seen.received += 1;
-                seen.latencies.saturating_record(now.saturating_sub(sent));
-                if previous.is_some_and(|p| id <= p) {
-                    seen.duplicated += 1;
-                }
-                previous = Some(previous.map_or(id, |p| p.max(id)));
-                if previous == Some(total) {
-                    break;
-                }
-            }
-            anyhow::Ok(seen)
+            subscriber(fixture, socket, base, total, stop, progress).await
         }));
     }
     let connect_deadline = Instant::now() + Duration::from_secs(120);
     while connected.load(Ordering::Relaxed) < subscribers as u64 {
+        if let Some(failed) = subs.iter_mut().find(|s| s.is_finished()) {
+            // A subscriber that ended before publishing started failed to connect.
+            failed.await??;
+            bail!("a subscriber ended before publishing started");
+        }
         if Instant::now() > connect_deadline {
             bail!(
                 "only {} of {subscribers} subscribers connected",
@@ -387,29 +404,29 @@ async fn run_fanout(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    eprintln!("fanout: {subscribers} subscribers connected; publishing {rate}/s for {duration:?}");
+    let protocol = target.protocol.name();
+    eprintln!(
+        "fanout ({protocol}): {subscribers} subscribers connected; publishing {rate}/s for {duration:?}"
+    );
 
     let client = reqwest::Client::new();
-    let url = fixture.publish_url();
     let in_flight = Arc::new(Semaphore::new(256));
     let period = Duration::from_secs_f64(1.0 / f64::from(rate));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let publish_started = Instant::now();
     let mut publishes = Vec::with_capacity(total as usize);
-    for _ in 0..total {
+    for number in 1..=total {
         ticker.tick().await;
         let permit = in_flight.clone().acquire_owned().await?;
-        let request = client
-            .post(&url)
-            .header("X-API-KEY", &fixture.api_key)
-            .header("Content-Type", "application/json")
-            .body(payload(base.elapsed().as_nanos() as u64, payload_bytes));
+        let body = payload(base.elapsed().as_nanos() as u64, number, payload_bytes);
+        let request = fixture.publish(&client, &body);
+        let fixture = fixture.clone();
         publishes.push(tokio::spawn(async move {
             let resp = request.send().await?;
             drop(permit);
-            if resp.status() != 201 {
-                bail!("publish answered {}", resp.status());
+            if !fixture.accepted(resp.status()) {
+                bail!("publish answered {}: {}", resp.status(), resp.text().await?);
             }
             let _ = resp.bytes().await;
             anyhow::Ok(())
@@ -420,29 +437,44 @@ async fn run_fanout(
     }
     let publish_seconds = publish_started.elapsed().as_secs_f64();
 
+    // Give the subscribers up to 30 s to catch up, then stop those still waiting. A server that
+    // dropped messages leaves subscribers waiting for ever: stop once nothing has arrived for 5 s.
+    let catch_up = Instant::now() + Duration::from_secs(30);
+    let (mut last_progress, mut last_change) = (progress.load(Ordering::Relaxed), Instant::now());
+    while Instant::now() < catch_up && !subs.iter().all(|s| s.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = progress.load(Ordering::Relaxed);
+        if now != last_progress {
+            (last_progress, last_change) = (now, Instant::now());
+        } else if last_change.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let incomplete_at_stop = subs.iter().filter(|s| !s.is_finished()).count();
+    stop_tx.send_replace(true);
+
     let mut latencies = histogram();
-    let (mut received, mut lost, mut duplicated, mut incomplete) = (0, 0, 0, 0);
+    let (mut received, mut lost, mut duplicated, mut reordered) = (0, 0, 0, 0);
+    let mut disconnected = 0;
     for sub in subs {
-        let Ok(joined) = tokio::time::timeout(Duration::from_secs(30), sub).await else {
-            incomplete += 1;
-            lost += total;
-            continue;
-        };
-        let seen = joined??;
+        let seen = sub.await??;
         latencies.add(&seen.latencies)?;
         received += seen.received;
         duplicated += seen.duplicated;
-        lost += total.saturating_sub(seen.received - seen.duplicated);
+        reordered += seen.reordered;
+        lost += total - seen.distinct;
+        disconnected += usize::from(seen.disconnected);
     }
     let expected = total * subscribers as u64;
     let delivered_per_s = received as f64 / publish_seconds;
     println!(
-        "fanout: {subscribers} WebSocket subscribers, {rate} messages/s for {publish_seconds:.1} s, {payload_bytes}-byte payloads"
+        "fanout ({protocol}): {subscribers} WebSocket subscribers, {rate} messages/s for {publish_seconds:.1} s, {payload_bytes}-byte payloads"
     );
     println!("  published     {total:>12}");
     println!("  deliveries    {received:>12} of {expected}   ({delivered_per_s:.0}/s)");
+    println!("  lost          {lost:>12}   duplicated {duplicated}   out of order {reordered}");
     println!(
-        "  lost          {lost:>12}   duplicated {duplicated}   incomplete subscribers {incomplete}"
+        "  subscribers   incomplete at the end {incomplete_at_stop}   disconnected by the server {disconnected}"
     );
     println!(
         "  end-to-end ms p50 {:.2}   p99 {:.2}   max {:.2}",
@@ -451,10 +483,12 @@ async fn run_fanout(
         ms(latencies.max())
     );
     Ok(json!({
-        "scenario": "fanout", "subscribers": subscribers, "rate": rate,
+        "scenario": "fanout", "protocol": protocol, "subscribers": subscribers, "rate": rate,
+        "payload_bytes": payload_bytes,
         "published": total, "deliveries": received, "expected": expected,
         "delivered_per_s": delivered_per_s, "lost": lost, "duplicated": duplicated,
-        "incomplete": incomplete,
+        "out_of_order": reordered, "incomplete": incomplete_at_stop,
+        "disconnected": disconnected,
         "p50_ms": ms(latencies.value_at_quantile(0.5)),
         "p99_ms": ms(latencies.value_at_quantile(0.99)), "max_ms": ms(latencies.max()),
     }))
@@ -473,8 +507,7 @@ async fn run_idle(target: &Target, connections: usize, hold: Duration) -> anyhow
         let (fixture, limit) = (fixture.clone(), limit.clone());
         opens.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            let (socket, _) = tokio_tungstenite::connect_async(fixture.stream_url()).await?;
-            anyhow::Ok(socket)
+            fixture.subscribe().await
         }));
     }
     let mut sockets = Vec::with_capacity(connections);
@@ -486,7 +519,10 @@ async fn run_idle(target: &Target, connections: usize, hold: Duration) -> anyhow
     let after = rss_bytes(pid)?;
     let growth = after.saturating_sub(before);
     let per_connection = growth as f64 / connections as f64;
-    println!("idle: {connections} WebSocket subscriptions opened in {open_seconds:.1} s");
+    let protocol = target.protocol.name();
+    println!(
+        "idle ({protocol}): {connections} WebSocket subscriptions opened in {open_seconds:.1} s"
+    );
     println!(
         "  server RSS    before {:.1} MB   after {:.1} MB   growth {:.1} MB",
         before as f64 / 1e6,
@@ -496,7 +532,8 @@ async fn run_idle(target: &Target, connections: usize, hold: Duration) -> anyhow
     println!("  per connection {per_connection:.0} bytes");
     drop(sockets);
     Ok(json!({
-        "scenario": "idle", "connections": connections, "rss_before": before,
+        "scenario": "idle", "protocol": protocol, "connections": connections,
+        "open_seconds": open_seconds, "rss_before": before,
         "rss_after": after, "growth_bytes": growth, "bytes_per_connection": per_connection,
     }))
 }
@@ -510,7 +547,8 @@ async fn run_longpoll(
     let pid = target
         .server_pid
         .context("longpoll needs --server-pid to read the server's memory")?;
-    let fixture = Arc::new(Fixture::create(target).await?);
+    herald_only(target, "longpoll")?;
+    let fixture = Arc::new(Herald::create(target).await?);
     let base = Instant::now();
     let before = rss_bytes(pid)?;
     let client = reqwest::Client::builder()
@@ -577,7 +615,7 @@ async fn run_longpoll(
         ms(latencies.max())
     );
     Ok(json!({
-        "scenario": "longpoll", "polls": polls, "rooms": rooms, "rss_before": before,
+        "scenario": "longpoll", "protocol": "herald", "polls": polls, "rooms": rooms, "rss_before": before,
         "rss_waiting": during, "bytes_per_poll": per_poll, "failed": failed,
         "p50_ms": ms(latencies.value_at_quantile(0.5)),
         "p99_ms": ms(latencies.value_at_quantile(0.99)), "max_ms": ms(latencies.max()),
@@ -585,7 +623,8 @@ async fn run_longpoll(
 }
 
 async fn run_replay(target: &Target, messages: u64, payload_bytes: usize) -> anyhow::Result<Value> {
-    let fixture = Arc::new(Fixture::create(target).await?);
+    herald_only(target, "replay")?;
+    let fixture = Arc::new(Herald::create(target).await?);
     eprintln!("replay: storing {messages} messages");
     let stored = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
@@ -593,13 +632,13 @@ async fn run_replay(target: &Target, messages: u64, payload_bytes: usize) -> any
         let (fixture, stored) = (fixture.clone(), stored.clone());
         writers.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
-            let url = fixture.publish_url();
-            while stored.fetch_add(1, Ordering::Relaxed) < messages {
-                let resp = client
-                    .post(&url)
-                    .header("X-API-KEY", &fixture.api_key)
-                    .header("Content-Type", "application/json")
-                    .body(payload(0, payload_bytes))
+            loop {
+                let number = stored.fetch_add(1, Ordering::Relaxed) + 1;
+                if number > messages {
+                    break;
+                }
+                let resp = fixture
+                    .publish(&client, &payload(0, number, payload_bytes))
                     .send()
                     .await?;
                 if resp.status() != 201 {
@@ -640,7 +679,7 @@ async fn run_replay(target: &Target, messages: u64, payload_bytes: usize) -> any
         received as f64 / seconds
     );
     Ok(json!({
-        "scenario": "replay", "messages": messages, "received": received, "seconds": seconds,
+        "scenario": "replay", "protocol": "herald", "messages": messages, "received": received, "seconds": seconds,
         "messages_per_s": received as f64 / seconds, "gaps_or_repeats": out_of_order,
     }))
 }
