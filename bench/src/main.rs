@@ -72,6 +72,10 @@ struct Target {
     /// The server's process id, to read its memory (RSS) from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// Herald cluster runs: publish to these nodes instead (comma-separated http:// bases,
+    /// taken in turn per publish); subscribers stay on `--url`.
+    #[arg(long, global = true, value_delimiter = ',')]
+    publish_url: Vec<String>,
 }
 
 #[derive(Subcommand)]

@@ -92,6 +92,9 @@ pub struct Herald {
     ws: String,
     instance: String,
     pub api_key: String,
+    /// Where publishes go, in turn: `--publish-url`, else `--url`.
+    publish_bases: Vec<String>,
+    next_publish: std::sync::atomic::AtomicUsize,
 }
 
 pub struct Pusher {
@@ -236,16 +239,21 @@ impl Herald {
                 bail!("creating the {name} channel failed: {}", resp.text().await?);
             }
         }
+        let mut publish_bases = Vec::new();
+        for url in &target.publish_url {
+            publish_bases.push(loopback_base(url).await?);
+        }
+        if publish_bases.is_empty() {
+            publish_bases.push(http.clone());
+        }
         Ok(Herald {
             ws: http.replacen("http://", "ws://", 1),
             http,
             instance,
             api_key,
+            publish_bases,
+            next_publish: Default::default(),
         })
-    }
-
-    pub fn publish_url(&self) -> String {
-        self.channel_url("bench", "publish")
     }
 
     pub fn channel_url(&self, channel: &str, action: &str) -> String {
@@ -263,8 +271,15 @@ impl Herald {
     }
 
     pub fn publish(&self, client: &reqwest::Client, payload: &str) -> reqwest::RequestBuilder {
+        let turn = self
+            .next_publish
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = &self.publish_bases[turn % self.publish_bases.len()];
         client
-            .post(self.publish_url())
+            .post(format!(
+                "{base}/v1.1/instances/{}/channels/bench/publish/",
+                self.instance
+            ))
             .header("X-API-KEY", &self.api_key)
             .header("Content-Type", "application/json")
             .body(format!("{{\"payload\":{payload}}}"))
