@@ -248,6 +248,11 @@ async fn subscribe(
 
 /// Sends announcements in pipelined batches. When Redis is away they are dropped: the other
 /// nodes repair from storage when it returns.
+///
+/// A connection Redis dropped while this node had nothing to announce is only found dead by
+/// the next write. That batch is sent again on a fresh connection: dropping it would leave the
+/// other nodes (which re-read storage when *their* subscription came back, before it) without
+/// those messages until their safety timer.
 async fn publish_loop(
     client: redis::Client,
     mut outbound: mpsc::UnboundedReceiver<(Arc<str>, Vec<u8>)>,
@@ -255,26 +260,35 @@ async fn publish_loop(
     let mut connection = None;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while outbound.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        if connection.is_none() {
-            connection = tokio::time::timeout(
-                Duration::from_secs(1),
-                client.get_multiplexed_async_connection(),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let mut pipe = redis::pipe();
+        for (channel, payload) in batch.iter() {
+            pipe.publish(&**channel, payload.as_slice()).ignore();
         }
-        if let Some(conn) = connection.as_mut() {
-            let mut pipe = redis::pipe();
-            for (channel, payload) in batch.iter() {
-                pipe.publish(&**channel, payload.as_slice()).ignore();
+        loop {
+            let fresh = connection.is_none();
+            if fresh {
+                connection = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    client.get_multiplexed_async_connection(),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok);
             }
-            if let Err(err) = pipe.query_async::<()>(conn).await {
+            let Some(conn) = connection.as_mut() else {
+                break;
+            };
+            let Err(err) = pipe.query_async::<()>(conn).await else {
+                break;
+            };
+            connection = None;
+            if fresh {
                 tracing::warn!(
                     "Redis publish failed ({err}); other nodes will repair from storage"
                 );
-                connection = None;
+                break;
             }
+            tracing::debug!("Redis publish failed on an old connection ({err}); reconnecting");
         }
         batch.clear();
     }

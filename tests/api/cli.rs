@@ -1,7 +1,9 @@
 //! The `herald` binary as a user runs it: first start, settings errors, the one-process lock,
 //! and the offline account commands (SPEC §4.6, §11.3–§11.5).
 
+use std::collections::VecDeque;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,7 +20,12 @@ pub struct ChildServer {
     pub addr: String,
     /// Everything the process printed to stdout before it reported its address.
     pub stdout: String,
+    /// The last lines of its log (stderr), for reporting a failure.
+    log: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// Log lines a [`ChildServer`] keeps.
+const LOG_LINES: usize = 200;
 
 impl ChildServer {
     /// Starts `herald serve` on `db` and waits for its "listening on" log line.
@@ -38,6 +45,17 @@ impl ChildServer {
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut printed = String::new();
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let keep = {
+            let log = log.clone();
+            move |line: String| {
+                let mut log = log.lock().unwrap();
+                if log.len() == LOG_LINES {
+                    log.pop_front();
+                }
+                log.push_back(line);
+            }
+        };
         let mut stdout_open = true;
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
@@ -53,10 +71,13 @@ impl ChildServer {
                         _ => stdout_open = false,
                     },
                     line = stderr.next_line() => {
-                        let line = line.expect("read stderr").expect("herald exited before listening");
+                        let line = line.expect("read stderr").unwrap_or_else(|| {
+                            panic!("herald exited before listening:\n{}", tail(&log))
+                        });
                         if let Some(rest) = line.split("listening on http://").nth(1) {
                             return rest.trim().to_owned();
                         }
+                        keep(line);
                     }
                 }
             }
@@ -64,18 +85,33 @@ impl ChildServer {
         .await
         .expect("herald did not start within 30 s");
         // Keep draining both pipes so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                keep(line);
+            }
+        });
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
         ChildServer {
             child,
             addr,
             stdout: printed,
+            log,
         }
+    }
+
+    /// The last lines the process logged.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+}
+
+fn tail(log: &Mutex<VecDeque<String>>) -> String {
+    let log = log.lock().unwrap();
+    log.iter().map(|line| format!("{line}\n")).collect()
 }
 
 /// Runs the binary to completion: (exit code, stdout, stderr).

@@ -397,6 +397,15 @@ impl TestDb {
         }
     }
 
+    /// A fresh schema of the PostgreSQL database at `base_url`, whatever the run's backend (the
+    /// cluster tests need PostgreSQL).
+    pub async fn postgres(base_url: &str) -> TestDb {
+        TestDb {
+            dir: tempfile::tempdir().expect("temp dir"),
+            schema: Some(PgSchema::create(base_url).await),
+        }
+    }
+
     /// The `--database-url` of this database.
     pub fn url(&self) -> String {
         match &self.schema {

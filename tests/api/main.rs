@@ -12,6 +12,7 @@ mod channels;
 mod chaos;
 mod classes;
 mod cli;
+mod cluster;
 mod conventions;
 mod durability;
 mod groups;

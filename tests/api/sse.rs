@@ -70,8 +70,13 @@ impl Sse {
 
     /// The next block other than a keepalive comment.
     pub(crate) async fn next_event(&mut self) -> Block {
+        self.next_event_within(WAIT).await
+    }
+
+    /// The next block other than a keepalive comment, each block within `bound`.
+    pub(crate) async fn next_event_within(&mut self, bound: Duration) -> Block {
         loop {
-            match self.next_block().await {
+            match self.next_block_within(bound).await {
                 Block::Text(text) if text == ": keepalive" => {}
                 other => return other,
             }
@@ -81,7 +86,12 @@ impl Sse {
     /// The next message event, checked for the exact shape `id: <id>\ndata: <json>`; returns
     /// the parsed data.
     pub(crate) async fn next_message(&mut self) -> Value {
-        let Block::Text(text) = self.next_event().await else {
+        self.next_message_within(WAIT).await
+    }
+
+    /// [`Sse::next_message`] with a bound of its own.
+    pub(crate) async fn next_message_within(&mut self, bound: Duration) -> Value {
+        let Block::Text(text) = self.next_event_within(bound).await else {
             panic!("the stream ended while a message was expected");
         };
         let lines: Vec<&str> = text.split('\n').collect();
@@ -140,7 +150,11 @@ pub(crate) async fn sse_connect(
     key: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Sse {
-    let resp = sse_request(app, path, key, headers).await;
+    sse_open(sse_request(app, path, key, headers).await).await
+}
+
+/// Takes over a stream's response, which must be a 200 that starts with `retry: 2000`.
+pub(crate) async fn sse_open(resp: reqwest::Response) -> Sse {
     if resp.status() != 200 {
         let refused = read_resp(resp).await;
         panic!("SSE refused: {} {}", refused.status, refused.text);

@@ -140,7 +140,7 @@ pub(crate) async fn expect_close(ws: &mut Ws, code: u16) {
 }
 
 /// An error frame `{"detail": detail}` followed by a close with `code`.
-async fn expect_error_then_close(ws: &mut Ws, detail: &str, code: u16, bound: Duration) {
+pub(crate) async fn expect_error_then_close(ws: &mut Ws, detail: &str, code: u16, bound: Duration) {
     match next_frame(ws, bound).await {
         Some(Message::Text(text)) => assert_eq!(
             serde_json::from_str::<Value>(text.as_str()).ok(),
