@@ -332,6 +332,12 @@ async fn run<O: Outbox>(
     tokio::pin!(shutdown);
     let mut access = app.hub.watch_access();
     access.mark_unchanged();
+    // A change that landed between the request's checks and this watch started would otherwise
+    // wait for the periodic re-check (in a cluster, a stale cache can pass the checks just
+    // before the change is announced): check once more now.
+    if let Err(end) = recheck(app, target).await {
+        return end;
+    }
     let mut access_changed = Box::pin(access_change(access));
     let mut rechecks = interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     let mut idle = interval_at(Instant::now() + idle_period, idle_period);
