@@ -2,6 +2,7 @@
 # Cluster figures: three release Herald nodes on one PostgreSQL and a private Redis.
 #
 #   bench/cluster.sh            # needs PostgreSQL (HERALD_BENCH_DATABASE_URL) and redis-server
+#   REPAIR_ONLY=1 bench/cluster.sh   # only the Redis-restart repair measurement
 #
 # Prints, with the JSON lines of herald-bench:
 #   1. cross-node delivery: 100 WebSocket subscribers on node A, publishes on node B, 1000/s;
@@ -53,12 +54,13 @@ separator='?'; [[ $DATABASE_URL == *\?* ]] && separator='&'
 node_db="${DATABASE_URL}${separator}options=-c%20search_path%3D${schema}"
 start_redis
 
-# Node n listens on 1828n; the first creates the account, the others find it.
+# Node n listens on 1828n; the first creates the account, the others find it. A long poll
+# timeout pushes the storage safety net (poll_timeout / 10) out of the repair measurement.
 start_node() {
     local n=$1
     HERALD_ADMIN_KEY=$key target/release/herald serve --listen "127.0.0.1:1828$n" \
         --database-url "$node_db" --redis-url "redis://127.0.0.1:$redis_port" \
-        --redis-prefix "$schema" --rate-anon 0 --poll-timeout 30s --log warn \
+        --redis-prefix "$schema" --rate-anon 0 --poll-timeout 3600s --log warn \
         >"$out/node$n.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
@@ -71,6 +73,7 @@ start_node() {
 for n in 1 2 3; do start_node "$n"; done
 bench=(target/release/herald-bench --key "$key")
 
+if [ -z "${REPAIR_ONLY:-}" ]; then
 echo "== 1. cross-node delivery: 100 subscribers on node 1, publishes on node 2, 1000/s"
 "${bench[@]}" --url http://127.0.0.1:18281 --publish-url http://127.0.0.1:18282 \
     fanout --subscribers 100 --rate 1000 --duration "$DURATION"
@@ -81,6 +84,7 @@ echo "== 2b. publish, 64 connections spread over three nodes"
 "${bench[@]}" --url http://127.0.0.1:18281 \
     --publish-url http://127.0.0.1:18281,http://127.0.0.1:18282,http://127.0.0.1:18283 \
     publish --connections 64 --duration "$DURATION"
+fi
 
 echo "== 3. gap repair after a Redis restart ($REPAIRS times)"
 post() { curl -fs -H "X-API-KEY: $key" -H 'Content-Type: application/json' -d "$2" "$1"; }
