@@ -108,7 +108,7 @@ pub struct Cluster {
     node: u64,
     topics: Topics,
     events: mpsc::UnboundedSender<Event>,
-    outbound: mpsc::UnboundedSender<(Arc<str>, Vec<u8>)>,
+    outbound: mpsc::UnboundedSender<(Arc<str>, Bytes)>,
     connected: Arc<AtomicBool>,
 }
 
@@ -121,7 +121,7 @@ pub struct Relay {
     node: u64,
     events: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
-    outbound_rx: mpsc::UnboundedReceiver<(Arc<str>, Vec<u8>)>,
+    outbound_rx: mpsc::UnboundedReceiver<(Arc<str>, Bytes)>,
     connected: Arc<AtomicBool>,
 }
 
@@ -168,7 +168,9 @@ impl Cluster {
             change,
         };
         if let Ok(bytes) = serde_json::to_vec(&message) {
-            let _ = self.outbound.send((self.topics.control.clone(), bytes));
+            let _ = self
+                .outbound
+                .send((self.topics.control.clone(), Bytes::from(bytes)));
         }
     }
 
@@ -220,18 +222,23 @@ impl CommitListener for Cluster {
             id: message.id,
             room: message.room.as_deref().map(Cow::Borrowed),
         };
+        // One buffer: the header line, then the JSON. Redis gets all of it; local subscribers
+        // share the JSON part of the same allocation.
         let mut bytes = Vec::with_capacity(json.len() + 64);
-        if serde_json::to_writer(&mut bytes, &announcement).is_ok() {
-            bytes.push(b'\n');
-            bytes.extend_from_slice(&json);
-            let _ = self.outbound.send((self.topics.messages.clone(), bytes));
+        if serde_json::to_writer(&mut bytes, &announcement).is_err() {
+            return;
         }
+        bytes.push(b'\n');
+        let header = bytes.len();
+        bytes.extend_from_slice(&json);
+        let bytes = Bytes::from(bytes);
         let _ = self.events.send(Event::Message {
             channel_id,
             id: message.id,
             room: message.room.clone(),
-            delivery: Arc::new(Delivery::new(message.id, Bytes::from(json))),
+            delivery: Arc::new(Delivery::new(message.id, bytes.slice(header..))),
         });
+        let _ = self.outbound.send((self.topics.messages.clone(), bytes));
     }
 }
 
@@ -255,14 +262,14 @@ async fn subscribe(
 /// those messages until their safety timer.
 async fn publish_loop(
     client: redis::Client,
-    mut outbound: mpsc::UnboundedReceiver<(Arc<str>, Vec<u8>)>,
+    mut outbound: mpsc::UnboundedReceiver<(Arc<str>, Bytes)>,
 ) {
     let mut connection = None;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while outbound.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
         for (channel, payload) in batch.iter() {
-            pipe.publish(&**channel, payload.as_slice()).ignore();
+            pipe.publish(&**channel, payload.as_ref()).ignore();
         }
         loop {
             let fresh = connection.is_none();
