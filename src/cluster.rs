@@ -530,11 +530,11 @@ mod tests {
     use crate::keys::{Key, KeyKind};
     use crate::model::{ChannelType, Permission};
     use crate::store::{
-        Channel, InstanceChanges, NewAccount, NewChannel, NewMessage, NoListener, SqliteStore,
-        Store,
+        AccountStore, Channel, ChannelStore, InstanceChanges, InstanceStore, NewAccount,
+        NewChannel, NewMessage, NoListener, SqlStore, Store,
     };
 
-    async fn channel(store: &SqliteStore) -> Channel {
+    async fn channel(store: &SqlStore) -> Channel {
         let key = Key::generate(KeyKind::Account);
         let account = store
             .create_account(NewAccount {
@@ -595,9 +595,10 @@ mod tests {
     #[tokio::test]
     async fn the_sequencer_delivers_in_order_once_and_repairs_holes() {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = SqliteStore::open(&dir.path().join("h.db"), false, 2, Arc::new(NoListener))
-            .await
-            .unwrap();
+        let sqlite =
+            SqlStore::open_sqlite(&dir.path().join("h.db"), false, 2, Arc::new(NoListener))
+                .await
+                .unwrap();
         let channel = channel(&sqlite).await;
         let store: Arc<dyn Store> = Arc::new(sqlite);
         let hub = Hub::new(1024);
@@ -655,9 +656,10 @@ mod tests {
     #[tokio::test]
     async fn a_resync_reads_what_was_never_announced() {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = SqliteStore::open(&dir.path().join("h.db"), false, 2, Arc::new(NoListener))
-            .await
-            .unwrap();
+        let sqlite =
+            SqlStore::open_sqlite(&dir.path().join("h.db"), false, 2, Arc::new(NoListener))
+                .await
+                .unwrap();
         let channel = channel(&sqlite).await;
         let store: Arc<dyn Store> = Arc::new(sqlite);
         let hub = Hub::new(1024);

@@ -36,7 +36,7 @@ use crate::cluster::Cluster;
 use crate::config::{DatabaseArgs, DatabaseUrl, ServeArgs, SqliteSynchronous};
 use crate::hub::Hub;
 use crate::retention::Retention;
-use crate::store::{CommitListener, PgStore, SqliteStore, Store};
+use crate::store::{CommitListener, SqlStore, Store};
 
 /// Opens the configured database (applying migrations) and returns it behind the `Store` trait.
 /// `listener` hears about every committed message (the hub, when serving).
@@ -46,7 +46,7 @@ pub async fn open_store(
 ) -> anyhow::Result<Arc<dyn Store>> {
     match &args.database_url {
         DatabaseUrl::Sqlite(path) => {
-            let store = SqliteStore::open(
+            let store = SqlStore::open_sqlite(
                 path,
                 args.sqlite_synchronous == SqliteSynchronous::Full,
                 args.db_pool,
@@ -57,9 +57,9 @@ pub async fn open_store(
         }
         // `--sqlite-synchronous` has no meaning here: PostgreSQL commits are durable as the
         // server is configured.
-        DatabaseUrl::Postgres(url) => {
-            Ok(Arc::new(PgStore::open(url, args.db_pool, listener).await?))
-        }
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(
+            SqlStore::open_postgres(url, args.db_pool, listener).await?,
+        )),
     }
 }
 

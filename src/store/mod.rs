@@ -1,28 +1,28 @@
-//! Durable storage behind one trait.
+//! Durable storage behind one contract.
 //!
 //! The store is the source of truth: a message exists once `publish` returns, and only then may
-//! anyone be told about it. Backends keep their SQL to themselves (`sqlite*.rs` for embedded mode,
-//! `postgres*.rs` for cluster mode) and share the row types and the contract written on [`Store`].
+//! anyone be told about it. The contract is written on the traits below, one per concern, and
+//! [`Store`] is all of them. One implementation, [`SqlStore`], serves both backends: the SQL they
+//! share is in `sql/`, written once; what only one backend has lives in its folder (`sqlite/`
+//! for embedded mode, `postgres/` for cluster mode): connecting, locks, and the group-commit
+//! writer that stores messages. `writer` holds what the two writers share.
 
 mod postgres;
-mod postgres_messages;
-mod postgres_publisher;
-mod postgres_users;
+mod sql;
 mod sqlite;
-mod sqlite_messages;
-mod sqlite_publisher;
-mod sqlite_users;
+mod types;
 mod users;
+mod writer;
 
-pub use postgres::{LockPurpose, PgStore, advisory_lock_key};
-pub use sqlite::{SqliteStore, sqlite_path};
+pub use postgres::{LockPurpose, advisory_lock_key};
+pub use sql::{Dialect, SqlStore};
+pub use sqlite::sqlite_path;
+pub use types::*;
 pub use users::*;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::keys::KeyDigest;
-use crate::model::{ChannelType, Permission};
 
 /// What can go wrong in storage, typed so the HTTP edge can answer precisely.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,25 @@ fn not_found(err: sqlx::Error) -> StoreError {
     }
 }
 
+/// `NotFound` for a foreign key violation (a parent vanished meanwhile), else as `then`.
+fn missing_parent_or(
+    then: impl FnOnce(sqlx::Error) -> StoreError,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => then(err),
+    }
+}
+
+/// `NotFound` unless a statement changed a row.
+fn touched_one(rows_affected: u64) -> StoreResult<()> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 fn decode_error(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unexpected stored {what}").into())
 }
@@ -74,150 +93,6 @@ fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
         .into_iter()
         .find(|a| *a == stored)
         .ok_or_else(|| decode_error("action"))
-}
-
-#[derive(Clone, Debug)]
-pub struct Account {
-    pub id: i64,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub metadata: Value,
-    pub password_hash: Option<String>,
-    pub account_key: String,
-    pub is_superuser: bool,
-}
-
-pub struct NewAccount {
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub password_hash: Option<String>,
-    pub account_key: String,
-    pub key_digest: KeyDigest,
-    pub is_superuser: bool,
-}
-
-/// Fields an account update may change; `None` leaves a field alone.
-#[derive(Default)]
-pub struct AccountChanges {
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub metadata: Option<Value>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Instance {
-    pub id: i64,
-    pub name: String,
-    pub owner_id: i64,
-    pub description: String,
-    pub metadata: Value,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-#[derive(Default)]
-pub struct InstanceChanges {
-    pub description: Option<String>,
-    pub metadata: Option<Value>,
-}
-
-#[derive(Clone, Debug)]
-pub struct ApiKey {
-    pub id: i64,
-    pub instance_id: i64,
-    pub api_key: String,
-    pub description: String,
-    pub ignore_acl: bool,
-    pub allow_user_create: bool,
-    pub allow_group_create: bool,
-    pub allow_anonymous_read: bool,
-    pub created_at: i64,
-}
-
-/// Description and flags of an API key; on update `None` leaves a field alone.
-#[derive(Default)]
-pub struct ApiKeyChanges {
-    pub description: Option<String>,
-    pub ignore_acl: Option<bool>,
-    pub allow_user_create: Option<bool>,
-    pub allow_group_create: Option<bool>,
-    pub allow_anonymous_read: Option<bool>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Channel {
-    pub id: i64,
-    pub instance_id: i64,
-    pub name: String,
-    pub kind: ChannelType,
-    pub description: String,
-    pub group_id: Option<i64>,
-    pub group_permissions: Permission,
-    pub other_permissions: Permission,
-    pub custom_publish: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-pub struct NewChannel {
-    pub name: String,
-    pub kind: ChannelType,
-    pub description: String,
-    pub group_id: Option<i64>,
-    pub group_permissions: Permission,
-    pub other_permissions: Permission,
-    pub custom_publish: bool,
-}
-
-#[derive(Default)]
-pub struct ChannelChanges {
-    pub description: Option<String>,
-    pub group_id: Option<Option<i64>>,
-    pub group_permissions: Option<Permission>,
-    pub other_permissions: Option<Permission>,
-    pub custom_publish: Option<bool>,
-}
-
-/// A stored message. `author`, `metadata` and `payload` are compact JSON text, stored and sent
-/// as they are, so the hot paths never re-encode them.
-#[derive(Clone, Debug)]
-pub struct Message {
-    pub id: i64,
-    /// `None` on `default`-type channels.
-    pub room: Option<String>,
-    pub action: &'static str,
-    pub author: String,
-    pub metadata: String,
-    pub payload: String,
-    pub created_at: i64,
-}
-
-pub struct NewMessage {
-    pub room: Option<String>,
-    pub action: &'static str,
-    pub author: String,
-    pub metadata: String,
-    pub payload: String,
-}
-
-/// One page of an id-ordered list: ids strictly between `after` and `before`, `limit` rows,
-/// nearest to the bound that the direction starts from.
-#[derive(Clone, Copy, Debug)]
-pub struct IdPage {
-    pub after: Option<i64>,
-    pub before: Option<i64>,
-    pub descending: bool,
-    pub limit: i64,
-}
-
-/// What the retention pruner removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pruned {
-    pub by_count: u64,
-    pub by_age: u64,
 }
 
 /// Hears about every message right after its commit, before its publisher is answered, and in
@@ -234,30 +109,25 @@ impl CommitListener for NoListener {
     fn committed(&self, _channel_id: i64, _message: &Message) {}
 }
 
-/// The storage contract shared by every backend.
-///
-/// Every method is atomic. Lists honour [`IdPage`] exactly. Names arrive validated and
-/// normalised (see `model`), so backends compare them byte for byte.
-/// Which channels a list shows (SPEC §9.4).
-#[derive(Clone, Copy, Debug)]
-pub enum ChannelVisibility {
-    /// Owners and trusted keys: every channel.
-    All,
-    /// Anonymous readers: channels whose `other_permissions` allow subscribing.
-    Others,
-    /// A user: channels whose other permissions, or whose group (if the user is a member),
-    /// allow subscribing.
-    User(i64),
-}
-
+/// Everything Herald stores. Every method is atomic. Lists honour [`IdPage`] exactly. Names
+/// arrive validated and normalised (see `model`), so backends compare them byte for byte.
 #[async_trait]
-pub trait Store: UserStore + MessageStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + InstanceStore + ChannelStore + UserStore + MessageStore + Send + Sync + 'static
+{
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
+}
 
-    // Accounts.
+/// Accounts (SPEC §4).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     async fn count_accounts(&self) -> StoreResult<i64>;
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    /// Creates the first account of an empty database (SPEC §4.6): `None` when another process
+    /// created one first. Processes sharing a database may call this at the same moment; at most
+    /// one account results.
+    async fn create_first_account(&self, new: NewAccount) -> StoreResult<Option<Account>>;
     async fn account(&self, id: i64) -> StoreResult<Account>;
     async fn account_by_email(&self, email: &str) -> StoreResult<Account>;
     async fn account_by_key(&self, digest: &KeyDigest) -> StoreResult<Account>;
@@ -266,19 +136,13 @@ pub trait Store: UserStore + MessageStore + Send + Sync + 'static {
     async fn set_account_key(&self, id: i64, key: &str, digest: &KeyDigest)
     -> StoreResult<Account>;
     async fn set_account_password(&self, id: i64, password_hash: &str) -> StoreResult<()>;
-    /// Creates the first account of an empty database (SPEC §4.6): `None` when another process
-    /// created one first. Processes sharing a database may call this at the same moment; at most
-    /// one account results. The default suits a backend used by one process at a time.
-    async fn create_first_account(&self, new: NewAccount) -> StoreResult<Option<Account>> {
-        match self.create_account(new).await {
-            Ok(account) => Ok(Some(account)),
-            Err(StoreError::Conflict(_)) => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
+}
 
-    // Instances. Creating one also creates its built-in channels, in the same transaction;
-    // `max_per_owner` (0 = unlimited) is checked there too, so concurrent creates cannot pass it.
+/// Instances and their API keys (SPEC §5, §6).
+#[async_trait]
+pub trait InstanceStore: Send + Sync {
+    /// Creating an instance also creates its built-in channels, in the same transaction;
+    /// `max_per_owner` (0 = unlimited) is checked there too, so concurrent creates cannot pass it.
     async fn create_instance(
         &self,
         owner_id: i64,
@@ -323,11 +187,11 @@ pub trait Store: UserStore + MessageStore + Send + Sync + 'static {
         digest: &KeyDigest,
     ) -> StoreResult<ApiKey>;
     async fn delete_api_key(&self, instance_id: i64, id: i64) -> StoreResult<()>;
+}
 
-    // Groups (referenced by channels).
-    async fn group_exists(&self, instance_id: i64, id: i64) -> StoreResult<bool>;
-
-    // Channels.
+/// Channels (SPEC §9.1–§9.4).
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
     async fn create_channel(&self, instance_id: i64, new: NewChannel) -> StoreResult<Channel>;
     async fn channel(&self, instance_id: i64, name: &str) -> StoreResult<Channel>;
     async fn list_channels(

@@ -117,6 +117,7 @@ pub trait UserStore: Send + Sync {
 
     async fn create_group(&self, instance_id: i64, fields: GroupChanges) -> StoreResult<Group>;
     async fn group(&self, instance_id: i64, id: i64) -> StoreResult<Group>;
+    async fn group_exists(&self, instance_id: i64, id: i64) -> StoreResult<bool>;
     async fn list_groups(
         &self,
         instance_id: i64,

@@ -8,9 +8,9 @@ use sqlx::{Connection, PgConnection};
 
 use crate::*;
 
-async fn node(url: &str) -> (PgStore, Arc<Recorder>) {
+async fn node(url: &str) -> (SqlStore, Arc<Recorder>) {
     let heard = Arc::new(Recorder::default());
-    let store = PgStore::open(url, 4, heard.clone())
+    let store = SqlStore::open_postgres(url, 4, heard.clone())
         .await
         .expect("open PostgreSQL store");
     (store, heard)

@@ -71,7 +71,7 @@ where
 {
     let dir = tempfile::tempdir().expect("temp dir");
     let heard = Arc::new(Recorder::default());
-    let store = SqliteStore::open(&dir.path().join("store.db"), false, POOL, heard.clone())
+    let store = SqlStore::open_sqlite(&dir.path().join("store.db"), false, POOL, heard.clone())
         .await
         .expect("open SQLite store");
     let outcome = AssertUnwindSafe(case(Ctx {
@@ -89,7 +89,7 @@ where
     let case = &case;
     on_postgres(test, move |url| async move {
         let heard = Arc::new(Recorder::default());
-        let store = PgStore::open(&url, POOL, heard.clone())
+        let store = SqlStore::open_postgres(&url, POOL, heard.clone())
             .await
             .expect("open PostgreSQL store");
         case(Ctx {

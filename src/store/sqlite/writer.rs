@@ -1,60 +1,53 @@
-//! Group commit for SQLite publishes.
+//! Group commit on SQLite's one write connection.
 //!
-//! One task owns publishing. It takes every publish waiting in its queue (up to `MAX_BATCH`),
-//! stores them in one transaction, so they share one fsync, then tells the commit listener about
-//! each message in id order, then answers each publisher. A publisher is answered only after the
-//! commit that holds its message, and a publisher that goes away cannot stop the batch midway.
+//! One task owns writing messages. It takes every job waiting in its queue (up to `MAX_BATCH`),
+//! stores them in one transaction, so they share one fsync, then completes each in order
+//! (`store::writer`): the commit listener hears each message in id order, then its caller is
+//! answered. A caller is answered only after the commit that holds its write, and a caller that
+//! goes away cannot stop the batch midway.
 
 use std::sync::Arc;
 
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::sqlite::ActiveRooms;
-use super::{Channel, CommitListener, Message, NewMessage, StoreError, StoreResult};
+use super::ActiveRooms;
 use crate::model;
+use crate::store::writer::PublishJob;
+use crate::store::{Channel, CommitListener, Message, NewMessage, StoreError, StoreResult};
 
-/// Most publishes one transaction takes.
+/// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
-/// Publishes waiting for the writer; beyond this, publishers wait (backpressure).
+/// Jobs waiting for the writer; beyond this, callers wait (backpressure).
 const QUEUE: usize = 4096;
 
-struct Job {
-    channel_id: i64,
-    instance_id: i64,
-    channel_name: String,
-    new: NewMessage,
-    reply: oneshot::Sender<StoreResult<Message>>,
+pub(in crate::store) struct Writer {
+    jobs: mpsc::Sender<PublishJob>,
 }
 
-pub(super) struct Publisher {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Publisher {
-    /// Starts the publishing task on `writer`, the pool holding the one write connection.
+impl Writer {
+    /// Starts the writing task on `writer`, the pool holding the one write connection.
     pub(super) fn start(
         writer: SqlitePool,
         listener: Arc<dyn CommitListener>,
         active_rooms: Arc<ActiveRooms>,
-    ) -> Publisher {
+    ) -> Writer {
         let (jobs, queue) = mpsc::channel(QUEUE);
         tokio::spawn(run(writer, listener, active_rooms, queue));
-        Publisher { jobs }
+        Writer { jobs }
     }
 
-    pub(super) async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            channel_id: channel.id,
-            instance_id: channel.instance_id,
-            channel_name: channel.name.clone(),
-            new,
-            reply,
-        };
-        let stopped = || StoreError::Unavailable("the publishing task has stopped".into());
-        self.jobs.send(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+    pub(in crate::store) async fn publish(
+        &self,
+        channel: &Channel,
+        new: NewMessage,
+    ) -> StoreResult<Message> {
+        let (job, answer) = PublishJob::new(channel, new);
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the writing task has stopped".into()))?;
+        answer.wait().await
     }
 }
 
@@ -62,7 +55,7 @@ async fn run(
     writer: SqlitePool,
     listener: Arc<dyn CommitListener>,
     active_rooms: Arc<ActiveRooms>,
-    mut queue: mpsc::Receiver<Job>,
+    mut queue: mpsc::Receiver<PublishJob>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
@@ -73,36 +66,27 @@ async fn run(
                 Err(_) => break,
             }
         }
+        let touched =
+            |channel_id, message: &Message| active_rooms.touched(channel_id, room_of(message));
         match store_batch(&writer, &batch).await {
             Ok(allocated) => {
                 for (job, outcome) in batch.drain(..).zip(allocated) {
-                    let result = outcome.map(|(id, created_at)| Message {
-                        id,
-                        room: job.new.room,
-                        action: job.new.action,
-                        author: job.new.author,
-                        metadata: job.new.metadata,
-                        payload: job.new.payload,
-                        created_at,
-                    });
-                    if let Ok(message) = &result {
-                        listener.committed(job.channel_id, message);
-                        active_rooms.touched(job.channel_id, message.room.as_deref().unwrap_or(""));
-                    }
-                    // A publisher that went away still had its message stored and announced.
-                    let _ = job.reply.send(result);
+                    job.complete(outcome, listener.as_ref(), touched);
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, jobs = batch.len(), "publish batch failed");
+                tracing::error!(error = %err, jobs = batch.len(), "write batch failed");
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(format!(
-                        "publish failed: {err}"
-                    ))));
+                    let failed = Err(StoreError::Unavailable(format!("write failed: {err}")));
+                    job.complete(failed, listener.as_ref(), touched);
                 }
             }
         }
     }
+}
+
+fn room_of(message: &Message) -> &str {
+    message.room.as_deref().unwrap_or("")
 }
 
 /// Stores a batch in one transaction: per job, the allocated id and timestamp, or `NotFound`
@@ -110,7 +94,7 @@ async fn run(
 /// of a channel are consecutive and become visible in order (SPEC §9.5).
 async fn store_batch(
     writer: &SqlitePool,
-    batch: &[Job],
+    batch: &[PublishJob],
 ) -> Result<Vec<StoreResult<(i64, i64)>>, sqlx::Error> {
     let mut conn = writer.acquire().await?;
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;

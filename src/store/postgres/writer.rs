@@ -17,11 +17,13 @@ use std::sync::{Arc, Mutex};
 
 use sqlx::PgPool;
 use sqlx::postgres::PgConnection;
-use tokio::sync::oneshot;
 
-use super::postgres::{enc, missing_parent_or};
-use super::{Channel, CommitListener, Message, NewMessage, StoreError, StoreResult};
+use super::enc;
 use crate::model;
+use crate::store::writer::PublishJob;
+use crate::store::{
+    Channel, CommitListener, Message, NewMessage, StoreError, StoreResult, missing_parent_or,
+};
 
 /// Stripes per process: publishes of channels on different stripes never wait for each other.
 const STRIPES: usize = 64;
@@ -38,54 +40,40 @@ const PUBLISH: &str = "WITH allocated AS (\
      INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, created_at) \
      SELECT $3, last_id, $4, $5, $6, $7, $8, $9 FROM allocated RETURNING id";
 
-struct Job {
-    channel_id: i64,
-    instance_id: i64,
-    channel_name: String,
-    new: NewMessage,
-    reply: oneshot::Sender<StoreResult<Message>>,
-}
-
 #[derive(Default)]
 struct Stripe {
-    waiting: Vec<Job>,
+    waiting: Vec<PublishJob>,
     /// A task is storing this stripe's publishes; it takes `waiting` when done with a batch.
     busy: bool,
 }
 
-pub(super) struct Publisher {
+pub(in crate::store) struct Writer {
     pool: PgPool,
     listener: Arc<dyn CommitListener>,
     stripes: Box<[Mutex<Stripe>]>,
 }
 
-impl Publisher {
-    pub(super) fn new(pool: PgPool, listener: Arc<dyn CommitListener>) -> Arc<Publisher> {
-        Arc::new(Publisher {
+impl Writer {
+    pub(super) fn new(pool: PgPool, listener: Arc<dyn CommitListener>) -> Arc<Writer> {
+        Arc::new(Writer {
             pool,
             listener,
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
         })
     }
 
-    pub(super) async fn publish(
+    pub(in crate::store) async fn publish(
         self: &Arc<Self>,
         channel: &Channel,
         new: NewMessage,
     ) -> StoreResult<Message> {
-        let (reply, answer) = oneshot::channel();
+        let (job, answer) = PublishJob::new(channel, new);
         let stripe = channel.id.rem_euclid(STRIPES as i64) as usize;
         let start = {
             let mut state = self.stripes[stripe]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            state.waiting.push(Job {
-                channel_id: channel.id,
-                instance_id: channel.instance_id,
-                channel_name: channel.name.clone(),
-                new,
-                reply,
-            });
+            state.waiting.push(job);
             !std::mem::replace(&mut state.busy, true)
         };
         if start {
@@ -93,9 +81,7 @@ impl Publisher {
             // commit and the listener.
             tokio::spawn(self.clone().drain(stripe));
         }
-        answer.await.map_err(|_| {
-            StoreError::Unavailable("the publishing task stopped unexpectedly".into())
-        })?
+        answer.wait().await
     }
 
     /// Stores the stripe's waiting publishes, batch after batch, until none are left.
@@ -118,7 +104,7 @@ impl Publisher {
         std::mem::forget(guard);
     }
 
-    async fn store(&self, mut batch: Vec<Job>) {
+    async fn store(&self, mut batch: Vec<PublishJob>) {
         // Ascending channel order (stable: each channel's publishes keep their order).
         batch.sort_by_key(|job| job.channel_id);
         let outcomes = if batch.len() == 1 {
@@ -146,20 +132,7 @@ impl Publisher {
             }
         };
         for (job, outcome) in batch.into_iter().zip(outcomes) {
-            let result = outcome.map(|(id, created_at)| Message {
-                id,
-                room: job.new.room,
-                action: job.new.action,
-                author: job.new.author,
-                metadata: job.new.metadata,
-                payload: job.new.payload,
-                created_at,
-            });
-            if let Ok(message) = &result {
-                self.listener.committed(job.channel_id, message);
-            }
-            // A publisher that went away still had its message stored and announced.
-            let _ = job.reply.send(result);
+            job.complete(outcome, self.listener.as_ref(), |_, _| {});
         }
     }
 }
@@ -186,7 +159,11 @@ enum Attempt {
 }
 
 /// Runs the publish statement for `job`: the allocated id, or `None` if the channel is gone.
-async fn insert(conn: &mut PgConnection, job: &Job, created_at: i64) -> sqlx::Result<Option<i64>> {
+async fn insert(
+    conn: &mut PgConnection,
+    job: &PublishJob,
+    created_at: i64,
+) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(PUBLISH)
         .bind(job.instance_id)
         .bind(enc(&job.channel_name))
@@ -202,7 +179,7 @@ async fn insert(conn: &mut PgConnection, job: &Job, created_at: i64) -> sqlx::Re
 }
 
 /// One publish in its own (single-statement) transaction.
-async fn store_one(pool: &PgPool, job: &Job) -> StoreResult<(i64, i64)> {
+async fn store_one(pool: &PgPool, job: &PublishJob) -> StoreResult<(i64, i64)> {
     let mut conn = pool.acquire().await?;
     let created_at = model::now_micros();
     let id = insert(&mut conn, job, created_at)
@@ -214,7 +191,7 @@ async fn store_one(pool: &PgPool, job: &Job) -> StoreResult<(i64, i64)> {
 /// A batch in one transaction: per job its id and timestamp, or `NotFound`.
 async fn store_together(
     pool: &PgPool,
-    batch: &[Job],
+    batch: &[PublishJob],
 ) -> Result<Vec<StoreResult<(i64, i64)>>, Attempt> {
     let mut tx = pool.begin().await.map_err(Attempt::BeforeCommit)?;
     let mut outcomes = Vec::with_capacity(batch.len());

@@ -1,0 +1,77 @@
+//! Messages: publishing (through the backend's writer), history reads and retention.
+
+use async_trait::async_trait;
+
+use super::{Backend, Sql, SqlStore, all, rows};
+use crate::store::{
+    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult, not_found, postgres,
+    sqlite,
+};
+
+#[async_trait]
+impl MessageStore for SqlStore {
+    async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message> {
+        match &self.backend {
+            Backend::Sqlite(embedded) => embedded.writer.publish(channel, new).await,
+            Backend::Postgres(cluster) => cluster.writer.publish(channel, new).await,
+        }
+    }
+
+    async fn last_message_id(&self, channel: &Channel) -> StoreResult<i64> {
+        let sql =
+            Sql::new("SELECT last_id FROM channel_sequences WHERE instance_id = ? AND name = ?")
+                .bind(channel.instance_id)
+                .bind(&channel.name);
+        let row = self.db.read().opt(sql).await?;
+        Ok(row.map(|row| row.int("last_id")).transpose()?.unwrap_or(0))
+    }
+
+    async fn history(
+        &self,
+        channel_id: i64,
+        room: Option<&str>,
+        page: IdPage,
+    ) -> StoreResult<Vec<Message>> {
+        let sql = Sql::new("SELECT * FROM messages WHERE channel_id = ? AND room = ?")
+            .bind(channel_id)
+            .bind(room.unwrap_or(""))
+            .and_page("id", page);
+        all(self.db.read().all(sql).await?, rows::message)
+    }
+
+    async fn messages_after(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>> {
+        let sql =
+            Sql::new("SELECT * FROM messages WHERE channel_id = ? AND id > ? ORDER BY id LIMIT ?")
+                .bind(channel_id)
+                .bind(after)
+                .bind(limit);
+        all(self.db.read().all(sql).await?, rows::message)
+    }
+
+    async fn message(&self, channel_id: i64, id: i64, room: Option<&str>) -> StoreResult<Message> {
+        let mut sql = Sql::new("SELECT * FROM messages WHERE channel_id = ? AND id = ?")
+            .bind(channel_id)
+            .bind(id);
+        if let Some(room) = room {
+            sql = sql.push(" AND room = ?").bind(room);
+        }
+        let row = self.db.read().one(sql).await.map_err(not_found)?;
+        Ok(rows::message(&row)?)
+    }
+
+    async fn prune(&self, max_per_room: u64, created_before: Option<i64>) -> StoreResult<Pruned> {
+        match &self.backend {
+            Backend::Sqlite(embedded) => {
+                sqlite::prune(embedded, max_per_room, created_before).await
+            }
+            Backend::Postgres(cluster) => {
+                postgres::prune(cluster, max_per_room, created_before).await
+            }
+        }
+    }
+}

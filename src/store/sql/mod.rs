@@ -1,0 +1,487 @@
+//! The SQL both backends share, and the small layer that lets it be written once.
+//!
+//! A statement is an [`Sql`]: text with a `?` wherever a value goes, plus the values. When it
+//! runs, the driver's `QueryBuilder` writes each backend's own placeholder (`?` on SQLite, `$n` on
+//! PostgreSQL) as it binds the values, so the stores in this folder hold one copy of every
+//! statement. The few constructs the two dialects spell differently (a prefix match, a JSON
+//! document parameter, a field of one) come from [`Dialect`]; free text is escaped for PostgreSQL
+//! when bound and unescaped when read (see `postgres::enc`), so callers never see the difference.
+//!
+//! Rows come back as [`Row`], read by column name with the few types the schema uses.
+
+mod accounts;
+mod channels;
+mod instances;
+mod messages;
+mod rows;
+mod users;
+
+use serde_json::Value;
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{Postgres, QueryBuilder, Row as _, Sqlite};
+
+use async_trait::async_trait;
+
+use super::postgres::{Clustered, dec, enc};
+use super::sqlite::Embedded;
+use super::{Store, StoreResult};
+
+pub(super) use rows::*;
+
+/// The store of both backends: the shared SQL runs on `db`; `backend` holds what only one of
+/// them has (its writer task, locks, pruning state).
+pub struct SqlStore {
+    pub(super) db: Db,
+    pub(super) backend: Backend,
+}
+
+pub(super) enum Backend {
+    Sqlite(Embedded),
+    Postgres(Clustered),
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.db.read().run(Sql::new("SELECT 1")).await?;
+        Ok(())
+    }
+}
+
+/// On PostgreSQL, locks a row until the transaction ends, so that checks and writes made under
+/// it by concurrent transactions (of any node) take turns. SQLite needs nothing: it has one
+/// writer.
+pub(super) async fn lock_row(tx: &mut Tx, table: &str, id: i64) -> sqlx::Result<()> {
+    if let Tx::Postgres(_) = tx {
+        tx.exec()
+            .run(
+                Sql::new(format!(
+                    "SELECT id FROM {table} WHERE id = ? FOR NO KEY UPDATE"
+                ))
+                .bind(id),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Which SQL dialect a statement is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a statement. `None` binds a typed NULL.
+#[derive(Debug)]
+pub(super) enum Arg {
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Bool(Option<bool>),
+    /// Free text: escaped on PostgreSQL, which cannot store U+0000.
+    Text(Option<String>),
+    /// Text stored byte for byte: JSON documents of TEXT columns, keys, hashes.
+    Raw(Option<String>),
+    Bytes(Vec<u8>),
+}
+
+/// Text stored byte for byte (see [`Arg::Raw`]).
+pub(super) fn raw(text: impl Into<String>) -> Arg {
+    Arg::Raw(Some(text.into()))
+}
+
+/// Optional text stored byte for byte.
+pub(super) fn raw_opt(text: Option<String>) -> Arg {
+    Arg::Raw(text)
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::Int(v)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Arg {
+        Arg::Float(Some(v))
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Arg {
+        Arg::Bool(Some(v))
+    }
+}
+impl From<Option<bool>> for Arg {
+    fn from(v: Option<bool>) -> Arg {
+        Arg::Bool(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Arg {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(Some(v))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::Text(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<&[u8]> for Arg {
+    fn from(v: &[u8]) -> Arg {
+        Arg::Bytes(v.to_vec())
+    }
+}
+
+/// A statement: SQL text with `?` where each value goes, and the values in order.
+#[derive(Debug)]
+pub(super) struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>) -> Sql {
+        Sql {
+            text: text.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Binds the value of the next `?`.
+    pub fn bind(mut self, arg: impl Into<Arg>) -> Sql {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends text (which may hold further `?`).
+    pub fn push(mut self, text: &str) -> Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends ` AND <column> starts with <prefix>`, case-sensitively.
+    pub fn and_prefix(self, dialect: Dialect, column: &str, prefix: &str) -> Sql {
+        match dialect {
+            // SQLite's LIKE ignores ASCII case, and its GLOB gives `*` and `?` meaning.
+            Dialect::Sqlite => self
+                .push(&format!(" AND substr({column}, 1, ?) = ?"))
+                .bind(prefix.chars().count() as i64)
+                .bind(prefix),
+            Dialect::Postgres => self
+                .push(&format!(" AND starts_with({column}, ?)"))
+                .bind(prefix),
+        }
+    }
+
+    /// Appends the id window and order of `page` to a statement whose WHERE clause is open.
+    pub fn and_page(mut self, column: &str, page: super::IdPage) -> Sql {
+        if let Some(after) = page.after {
+            self = self.push(&format!(" AND {column} > ?")).bind(after);
+        }
+        if let Some(before) = page.before {
+            self = self.push(&format!(" AND {column} < ?")).bind(before);
+        }
+        let order = if page.descending { "DESC" } else { "ASC" };
+        self.push(&format!(" ORDER BY {column} {order} LIMIT ?"))
+            .bind(page.limit)
+    }
+
+    fn pieces(&self) -> impl Iterator<Item = (&str, Option<&Arg>)> {
+        let mut args = self.args.iter();
+        let mut pieces = self.text.split('?').peekable();
+        std::iter::from_fn(move || {
+            let piece = pieces.next()?;
+            let arg = if pieces.peek().is_some() {
+                args.next()
+            } else {
+                None
+            };
+            Some((piece, arg))
+        })
+    }
+
+    fn for_sqlite(&self) -> QueryBuilder<'_, Sqlite> {
+        build!(self, |text: &str| text)
+    }
+
+    fn for_postgres(&self) -> QueryBuilder<'_, Postgres> {
+        build!(self, enc)
+    }
+}
+
+/// Builds the driver's query from an [`Sql`]: its text, with each value bound where its `?` was
+/// (the builder writes the backend's placeholder). `$text` maps free text to its stored form.
+macro_rules! build {
+    ($sql:expr, $text:expr) => {{
+        let mut query = QueryBuilder::new("");
+        for (piece, arg) in $sql.pieces() {
+            query.push(piece);
+            match arg {
+                None => {}
+                Some(Arg::Int(v)) => {
+                    query.push_bind(*v);
+                }
+                Some(Arg::Float(v)) => {
+                    query.push_bind(*v);
+                }
+                Some(Arg::Bool(v)) => {
+                    query.push_bind(*v);
+                }
+                Some(Arg::Text(v)) => {
+                    query.push_bind(v.as_deref().map($text));
+                }
+                Some(Arg::Raw(v)) => {
+                    query.push_bind(v.as_deref());
+                }
+                Some(Arg::Bytes(v)) => {
+                    query.push_bind(&v[..]);
+                }
+            }
+        }
+        query
+    }};
+}
+use build;
+
+/// A row of either backend.
+pub(super) enum Row {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl Row {
+    fn get<T>(&self, column: &str) -> sqlx::Result<T>
+    where
+        T: for<'r> sqlx::Decode<'r, Sqlite>
+            + sqlx::Type<Sqlite>
+            + for<'r> sqlx::Decode<'r, Postgres>
+            + sqlx::Type<Postgres>,
+    {
+        match self {
+            Row::Sqlite(row) => row.try_get(column),
+            Row::Postgres(row) => row.try_get(column),
+        }
+    }
+
+    pub fn int(&self, column: &str) -> sqlx::Result<i64> {
+        self.get(column)
+    }
+
+    pub fn opt_int(&self, column: &str) -> sqlx::Result<Option<i64>> {
+        self.get(column)
+    }
+
+    pub fn boolean(&self, column: &str) -> sqlx::Result<bool> {
+        self.get(column)
+    }
+
+    /// Free text (unescaped on PostgreSQL).
+    pub fn text(&self, column: &str) -> sqlx::Result<String> {
+        Ok(self.opt_text(column)?.unwrap_or_default())
+    }
+
+    pub fn opt_text(&self, column: &str) -> sqlx::Result<Option<String>> {
+        let stored: Option<String> = self.get(column)?;
+        Ok(match self {
+            Row::Sqlite(_) => stored,
+            Row::Postgres(_) => stored.map(dec),
+        })
+    }
+
+    /// Text stored byte for byte.
+    pub fn raw(&self, column: &str) -> sqlx::Result<String> {
+        self.get(column)
+    }
+
+    pub fn opt_raw(&self, column: &str) -> sqlx::Result<Option<String>> {
+        self.get(column)
+    }
+
+    /// A JSON document kept in a TEXT column.
+    pub fn json(&self, column: &str) -> sqlx::Result<Value> {
+        let text = self.raw(column)?;
+        serde_json::from_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+    }
+}
+
+/// Where a statement runs: a pool, or a connection (in a transaction).
+pub(super) enum Exec<'a> {
+    SqlitePool(&'a SqlitePool),
+    PostgresPool(&'a PgPool),
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+macro_rules! on_each {
+    ($exec:expr, $sql:expr, |$query:ident, $target:ident| $body:expr) => {
+        match $exec {
+            Exec::SqlitePool($target) => {
+                let mut $query = $sql.for_sqlite();
+                $body
+            }
+            Exec::Sqlite($target) => {
+                let mut $query = $sql.for_sqlite();
+                let $target = &mut *$target;
+                $body
+            }
+            Exec::PostgresPool($target) => {
+                let mut $query = $sql.for_postgres();
+                $body
+            }
+            Exec::Postgres($target) => {
+                let mut $query = $sql.for_postgres();
+                let $target = &mut *$target;
+                $body
+            }
+        }
+    };
+}
+
+impl Exec<'_> {
+    pub async fn all(self, sql: Sql) -> sqlx::Result<Vec<Row>> {
+        on_each!(self, sql, |query, target| {
+            Ok(query
+                .build()
+                .fetch_all(target)
+                .await?
+                .into_iter()
+                .map(Row::from)
+                .collect())
+        })
+    }
+
+    pub async fn opt(self, sql: Sql) -> sqlx::Result<Option<Row>> {
+        on_each!(self, sql, |query, target| {
+            Ok(query.build().fetch_optional(target).await?.map(Row::from))
+        })
+    }
+
+    /// The first row; `RowNotFound` when there is none.
+    pub async fn one(self, sql: Sql) -> sqlx::Result<Row> {
+        self.opt(sql).await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Runs a statement; the number of rows it changed.
+    pub async fn run(self, sql: Sql) -> sqlx::Result<u64> {
+        on_each!(self, sql, |query, target| {
+            Ok(query.build().execute(target).await?.rows_affected())
+        })
+    }
+}
+
+impl From<SqliteRow> for Row {
+    fn from(row: SqliteRow) -> Row {
+        Row::Sqlite(row)
+    }
+}
+
+impl From<PgRow> for Row {
+    fn from(row: PgRow) -> Row {
+        Row::Postgres(row)
+    }
+}
+
+/// The database of a store. SQLite keeps its one write connection apart from its readers (see
+/// `sqlite`); PostgreSQL has one pool for both.
+#[derive(Clone)]
+pub(super) enum Db {
+    Sqlite {
+        reader: SqlitePool,
+        writer: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+impl Db {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite { .. } => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub fn read(&self) -> Exec<'_> {
+        match self {
+            Db::Sqlite { reader, .. } => Exec::SqlitePool(reader),
+            Db::Postgres(pool) => Exec::PostgresPool(pool),
+        }
+    }
+
+    pub fn write(&self) -> Exec<'_> {
+        match self {
+            Db::Sqlite { writer, .. } => Exec::SqlitePool(writer),
+            Db::Postgres(pool) => Exec::PostgresPool(pool),
+        }
+    }
+
+    pub async fn begin(&self) -> sqlx::Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+}
+
+/// A write transaction; dropped without `commit`, it rolls back.
+pub(super) enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub fn exec(&mut self) -> Exec<'_> {
+        match self {
+            Tx::Sqlite(tx) => Exec::Sqlite(&mut *tx),
+            Tx::Postgres(tx) => Exec::Postgres(&mut *tx),
+        }
+    }
+
+    pub async fn commit(self) -> sqlx::Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_land_where_the_question_marks_are() {
+        let sql = Sql::new("SELECT * FROM t WHERE a = ? AND b = ?")
+            .bind(1_i64)
+            .bind("x")
+            .push(" LIMIT ?")
+            .bind(5_i64);
+        assert_eq!(
+            sql.for_postgres().sql(),
+            "SELECT * FROM t WHERE a = $1 AND b = $2 LIMIT $3"
+        );
+        assert_eq!(
+            sql.for_sqlite().sql(),
+            "SELECT * FROM t WHERE a = ? AND b = ? LIMIT ?"
+        );
+    }
+}

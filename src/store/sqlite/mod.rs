@@ -1,0 +1,149 @@
+//! SQLite backend for embedded mode: opening the file, its lock and checkpoints. The SQL is
+//! shared (`sql/`); what only SQLite needs is here: `writer` (group commit on the one write
+//! connection) and `prune` (which rooms to trim).
+//!
+//! Two pools: one connection for every write, so writers queue inside the process instead of
+//! fighting over SQLite's lock (no SQLITE_BUSY, and a publish's id allocation and insert can
+//! never interleave with another's), and a pool of readers that WAL lets run beside the writer.
+
+mod prune;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, SqliteConnection};
+use tokio_util::sync::CancellationToken;
+
+use super::sql::{Backend, Db, SqlStore};
+use super::{CommitListener, StoreError, StoreResult};
+pub(super) use prune::{ActiveRooms, prune};
+pub(super) use writer::Writer;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// What a store needs only in embedded mode.
+pub(in crate::store) struct Embedded {
+    /// Stores publishes and object writes (with group commit) and tells the commit listener.
+    pub writer: Writer,
+    /// Channel rooms that received messages since the pruner last looked at them.
+    pub active_rooms: Arc<ActiveRooms>,
+    /// The pools of `Db::Sqlite`, for pruning.
+    reader: SqlitePool,
+    writer_pool: SqlitePool,
+    /// Stops the checkpointer when the store goes away.
+    _checkpointer: tokio_util::sync::DropGuard,
+    /// Held for the store's lifetime: one process per database file (SPEC §11.5). An advisory
+    /// `flock` on the file itself, independent of SQLite's own `fcntl` locks.
+    _lock: std::fs::File,
+}
+
+/// Parses `sqlite://<path>` (also `sqlite:<path>`) into a file path.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database file and applies pending migrations.
+    pub async fn open_sqlite(
+        path: &Path,
+        synchronous_full: bool,
+        pool_size: u32,
+        listener: Arc<dyn CommitListener>,
+    ) -> StoreResult<SqlStore> {
+        let lock = lock_database_file(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        // Checkpoints run beside the writer (see `checkpoint`), never inside a publish.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let checkpointer = CancellationToken::new();
+        let connection = SqliteConnection::connect_with(&options).await?;
+        tokio::spawn(checkpoint(connection, checkpointer.clone()));
+        let active_rooms = Arc::new(ActiveRooms::default());
+        let reader = SqlitePoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .connect_with(options)
+            .await?;
+        let embedded = Embedded {
+            writer: Writer::start(writer.clone(), listener, active_rooms.clone()),
+            active_rooms,
+            reader: reader.clone(),
+            writer_pool: writer.clone(),
+            _checkpointer: checkpointer.drop_guard(),
+            _lock: lock,
+        };
+        Ok(SqlStore {
+            db: Db::Sqlite { reader, writer },
+            backend: Backend::Sqlite(embedded),
+        })
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the WAL into the database file from a connection of its own. SQLite would otherwise
+/// checkpoint inside whichever commit crosses its threshold, holding that publish (and every
+/// publish queued behind it) for the whole copy and its fsync. A passive checkpoint never
+/// blocks the writer; the writer starts the WAL over once a checkpoint has caught up.
+async fn checkpoint(mut connection: SqliteConnection, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut connection)
+            .await
+        {
+            tracing::warn!("WAL checkpoint failed: {err}");
+        }
+    }
+    let _ = connection.close().await;
+}
+
+fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "the database file {} is in use by another Herald process; stop that process \
+             first, or give this one its own file with --database-url sqlite://<other path>",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(err)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {err}",
+            path.display()
+        ))),
+    }
+}
