@@ -309,6 +309,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_MAX_INSTANCES_PER_ACCOUNT", default_value_t = 0)]
     pub max_instances_per_account: u32,
 
+    /// Classes one instance may have besides the built-in `user_profile`; 0 = unlimited.
+    #[arg(long, env = "HERALD_MAX_CLASSES_PER_INSTANCE", default_value_t = 100)]
+    pub max_classes_per_instance: u32,
+
     /// Drain time on SIGTERM/SIGINT.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::store::StoreError;
+use crate::store::{Refusal, StoreError};
 
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
 
@@ -45,6 +45,9 @@ pub enum ApiError {
     /// 400 with one field mapped to a plain string (Syncano's shape for a few checks).
     #[error("invalid field {0}")]
     FieldString(&'static str, &'static str),
+    /// As `FieldString`, with a message made at run time (`query`, `expected_revision`).
+    #[error("invalid field {0}: {1}")]
+    FieldText(&'static str, String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -62,6 +65,17 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Conflict(field) => ApiError::field(field, "This field must be unique."),
+            StoreError::Refused(Refusal::Forbidden) => ApiError::PermissionDenied,
+            StoreError::Refused(Refusal::RevisionMismatch { expected, actual }) => {
+                ApiError::FieldText(
+                    "expected_revision",
+                    format!("Revision mismatch. Expected {expected}, got {actual}."),
+                )
+            }
+            StoreError::Refused(Refusal::Field(field, message)) => ApiError::field(&field, message),
+            StoreError::Refused(Refusal::NonField(message)) => {
+                ApiError::field("non_field_errors", message)
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -182,6 +196,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Fields(errors) => (StatusCode::BAD_REQUEST, Value::Object(errors.0)),
             ApiError::FieldString(field, message) => {
+                (StatusCode::BAD_REQUEST, json!({ field: message }))
+            }
+            ApiError::FieldText(field, message) => {
                 (StatusCode::BAD_REQUEST, json!({ field: message }))
             }
             ApiError::Internal(err) => {

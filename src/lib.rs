@@ -14,6 +14,7 @@ pub mod http;
 pub mod hub;
 pub mod keys;
 pub mod model;
+pub mod objects;
 pub mod ratelimit;
 pub mod render;
 pub mod retention;

@@ -27,19 +27,23 @@ const RESERVED_INSTANCE_NAMES: &[&str] = &[
     "status",
 ];
 
+/// Class names nobody may take (SPEC §2.6).
+const RESERVED_CLASS_NAMES: &[&str] = &["self", "user", "users", "acl"];
+
 /// Which characters a name kind allows besides lower-case letters and digits.
 #[derive(Clone, Copy)]
 enum NameKind {
     Instance,
     Channel,
+    Class,
 }
 
 impl NameKind {
     fn allows(self, c: char) -> bool {
         c.is_ascii_lowercase()
             || c.is_ascii_digit()
-            || c == '-'
-            || (matches!(self, NameKind::Channel) && c == '_')
+            || (c == '-' && !matches!(self, NameKind::Class))
+            || (c == '_' && !matches!(self, NameKind::Instance))
     }
 
     fn charset_message(self) -> &'static str {
@@ -48,6 +52,7 @@ impl NameKind {
             NameKind::Channel => {
                 "Enter a valid value consisting of letters, numbers, underscores, hyphens."
             }
+            NameKind::Class => "Enter a valid value consisting of letters, numbers, underscores.",
         }
     }
 }
@@ -102,20 +107,38 @@ pub fn parse_channel_name(raw: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// A validated class name (1–64 chars, `a-z 0-9 _`, not reserved).
+pub fn parse_class_name(raw: &str) -> Result<String, String> {
+    let name = normalize(raw);
+    validate_name(&name, NameKind::Class, 1, 64)?;
+    if RESERVED_CLASS_NAMES.contains(&name.as_str()) {
+        return Err("Unable to use that value. Please choose a different one.".into());
+    }
+    Ok(name)
+}
+
 /// The longest room name, in characters (SPEC §2.7).
 pub const MAX_ROOM_CHARS: usize = 128;
 
 /// A room after normalisation: `None` means "no room" (absent, empty or whitespace-only).
 /// Over-long rooms are an error naming the limit.
 pub fn parse_room(raw: Option<&str>) -> Result<Option<String>, String> {
+    parse_room_within(raw, MAX_ROOM_CHARS)
+}
+
+/// The longest `channel_room` of a data object, in characters (SPEC §2.6).
+pub const MAX_CHANNEL_ROOM_CHARS: usize = 64;
+
+/// A room normalised like [`parse_room`], at most `max` characters long.
+pub fn parse_room_within(raw: Option<&str>, max: usize) -> Result<Option<String>, String> {
     let Some(raw) = raw else { return Ok(None) };
     let room = normalize(raw);
     if room.is_empty() {
         return Ok(None);
     }
-    if room.chars().count() > MAX_ROOM_CHARS {
+    if room.chars().count() > max {
         return Err(format!(
-            "Ensure this field has no more than {MAX_ROOM_CHARS} characters."
+            "Ensure this field has no more than {max} characters."
         ));
     }
     Ok(Some(room))
@@ -266,6 +289,23 @@ mod tests {
         assert_eq!(
             parse_instance_name("admin").unwrap_err(),
             "Unable to use that value. Please choose a different one."
+        );
+    }
+
+    #[test]
+    fn class_names_allow_underscores_but_not_hyphens() {
+        assert_eq!(parse_class_name(" Contracts_2 ").unwrap(), "contracts_2");
+        assert_eq!(
+            parse_class_name("con-tracts").unwrap_err(),
+            "Enter a valid value consisting of letters, numbers, underscores."
+        );
+        assert_eq!(
+            parse_class_name("users").unwrap_err(),
+            "Unable to use that value. Please choose a different one."
+        );
+        assert_eq!(
+            parse_class_name("_x").unwrap_err(),
+            "Value has to start with a letter."
         );
     }
 

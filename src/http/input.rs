@@ -82,6 +82,19 @@ pub fn choice<T>(
         .ok_or_else(|| format!("\"{text}\" is not a valid choice."))
 }
 
+/// An integer given as a JSON number without fraction or as a decimal string; null and `""`
+/// count as absent.
+pub fn integer(fields: &Fields, name: &str) -> Result<Option<i64>, String> {
+    const INVALID: &str = "A valid integer is required.";
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| INVALID.into()),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| INVALID.into()),
+        Some(_) => Err(INVALID.into()),
+    }
+}
+
 /// A reference to another object by id: `Some(None)` for an explicit null.
 pub fn primary_key(fields: &Fields, name: &str) -> Result<Option<Option<i64>>, String> {
     match fields.get(name) {

@@ -10,6 +10,8 @@ mod health;
 mod input;
 mod instances;
 mod messages;
+mod object_input;
+mod objects;
 mod paging;
 mod poll;
 mod request;
@@ -165,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(groups::router())
         .merge(classes::router())
+        .merge(objects::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))

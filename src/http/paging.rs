@@ -123,37 +123,83 @@ impl Paging {
     }
 
     /// Builds the envelope from rows fetched with [`Paging::window`]: `(id, object)` pairs.
-    pub fn envelope(&self, mut rows: Vec<(i64, Value)>, path: &str, query: &Query) -> Value {
-        let backward = matches!(self.cursor, Some((Direction::Backward, _)));
-        if backward {
+    pub fn envelope(&self, rows: Vec<(i64, Value)>, path: &str, query: &Query) -> Value {
+        let rows = rows.into_iter().map(|(id, v)| (id, None, v)).collect();
+        self.keyed_envelope(rows, path, query)
+    }
+
+    /// As [`Paging::envelope`], for lists ordered by a value and then the id: each row is
+    /// `(id, value, object)`, and links carry the value as `last_value` (omitted when null).
+    pub fn keyed_envelope(
+        &self,
+        mut rows: Vec<(i64, Option<String>, Value)>,
+        path: &str,
+        query: &Query,
+    ) -> Value {
+        if self.is_backward() {
             // Fetched nearest-first from the cursor; show them in the list's order.
             rows.reverse();
         }
         let full = self.size > 0 && rows.len() as i64 == self.size;
-        let first = rows.first().map(|(id, _)| *id);
-        let last = rows.last().map(|(id, _)| *id);
-        let next = match last {
-            Some(last) if full || backward => Some(self.link(path, query, "1", last)),
+        let next = match rows.last() {
+            Some((id, value, _)) if full || self.is_backward() => {
+                Some(self.link(path, query, "1", *id, value.as_deref()))
+            }
             _ => None,
         };
         let prev = match self.cursor {
+            // An empty page asked for (`page_size=0`, a count) links nowhere (SPEC §10.9).
+            _ if self.size == 0 => None,
             None => None,
             Some((Direction::Backward, _)) if !full => None,
-            Some((_, pk)) => {
+            Some((_, pk)) => Some(match rows.first() {
+                Some((id, value, _)) => self.link(path, query, "0", *id, value.as_deref()),
                 // On an empty forward page, step just past the cursor so the previous page
                 // still includes the item the cursor pointed at.
-                let bound = first.unwrap_or(if self.descending { pk - 1 } else { pk + 1 });
-                Some(self.link(path, query, "0", bound))
-            }
+                None => {
+                    let bound = if self.descending { pk - 1 } else { pk + 1 };
+                    let value = query.get("last_value");
+                    self.link(path, query, "0", bound, value)
+                }
+            }),
         };
-        let objects: Vec<Value> = rows.into_iter().map(|(_, object)| object).collect();
+        let objects: Vec<Value> = rows.into_iter().map(|(_, _, object)| object).collect();
         json!({ "objects": objects, "next": next, "prev": prev })
     }
 
-    fn link(&self, path: &str, query: &Query, direction: &str, last_pk: i64) -> String {
+    /// A page size of 0: the list answers an empty page (with a count, when asked).
+    pub fn size(&self) -> i64 {
+        self.size
+    }
+
+    pub fn is_descending(&self) -> bool {
+        self.descending
+    }
+
+    /// Whether the page is read backward from its cursor (a `prev` link).
+    pub fn is_backward(&self) -> bool {
+        matches!(self.cursor, Some((Direction::Backward, _)))
+    }
+
+    /// The id of the row the page continues from.
+    pub fn last_pk(&self) -> Option<i64> {
+        self.cursor.map(|(_, pk)| pk)
+    }
+
+    fn link(
+        &self,
+        path: &str,
+        query: &Query,
+        direction: &str,
+        last_pk: i64,
+        last_value: Option<&str>,
+    ) -> String {
         let mut serializer = form_urlencoded::Serializer::new(String::new());
         serializer.append_pair("direction", direction);
         serializer.append_pair("last_pk", &last_pk.to_string());
+        if let Some(value) = last_value {
+            serializer.append_pair("last_value", value);
+        }
         for (name, value) in query.iter() {
             if LINK_PARAMS.contains(&name) {
                 serializer.append_pair(name, value);

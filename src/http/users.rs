@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use super::accounts::{hash_password, verify_password};
 use super::groups::group_json;
 use super::input;
+use super::object_input::{ObjectInput, read_object};
+use super::objects::{NO_CHANNEL_PUBLISH, access_of, check_channel_publish};
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
@@ -18,9 +20,10 @@ use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::keys::{Key, KeyKind};
 use crate::model;
-use crate::store::{
-    IdPage, NewUser, OBJECT_PERMISSIONS, ProfileChanges, StoreError, User, UserChanges,
-};
+use crate::model::Permission;
+use crate::objects::render::object_json;
+use crate::objects::{Access, Class, DataObject, USER_PROFILE};
+use crate::store::{IdPage, NewUser, StoreError, User, UserChanges, Write, Written};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -68,100 +71,94 @@ pub async fn user_json(app: &App, instance: &str, user: &User) -> Result<Value, 
         .iter()
         .map(|g| group_json(instance, g))
         .collect();
+    let profile_class = app.store.class(user.instance_id, USER_PROFILE).await?;
+    let profile = object_json(instance, &profile_class, &user.profile);
     let base = format!("/v1.1/instances/{instance}/users/{}/", user.id);
-    let profile = &user.profile;
-    let profile_link = format!(
-        "/v1.1/instances/{instance}/classes/user_profile/objects/{}/",
-        profile.id
-    );
     Ok(json!({
         "id": user.id,
         "username": user.username,
         "user_key": user.user_key,
         "groups": groups,
-        "profile": {
-            "id": profile.id,
-            "owner": user.id,
-            "owner_permissions": profile.owner_permissions,
-            "group": profile.group_id,
-            "group_permissions": profile.group_permissions,
-            "other_permissions": profile.other_permissions,
-            "channel": null,
-            "channel_room": null,
-            "revision": profile.revision,
-            "created_at": model::format_timestamp(profile.created_at),
-            "updated_at": model::format_timestamp(profile.updated_at),
-            "links": {"self": profile_link, "owner": base},
-        },
+        "profile": profile,
         "links": {
             "self": base,
             "groups": format!("{base}groups/"),
             "reset-key": format!("{base}reset_key/"),
-            "profile": profile_link,
+            "profile": format!(
+                "/v1.1/instances/{instance}/classes/{USER_PROFILE}/objects/{}/",
+                user.profile.id
+            ),
         },
     }))
 }
 
-fn object_permission(raw: &str) -> Option<String> {
-    OBJECT_PERMISSIONS.contains(&raw).then(|| raw.to_owned())
-}
-
-/// Reads the `profile` object of a user create/update (§7 "Profile").
-async fn profile_changes(
+/// Reads the `profile` object of a user create or update (§7 "Profile"): the fields of an
+/// object of `user_profile`, its owner aside (always the user). Errors nest under `profile`.
+async fn read_profile(
     app: &App,
-    instance_id: i64,
+    class: &Class,
+    access: &Access,
     fields: &Fields,
+    current: Option<&DataObject>,
     errors: &mut FieldErrors,
-) -> Result<ProfileChanges, ApiError> {
-    let profile = match input::json(fields, "profile") {
-        Ok(None | Some(Value::Null)) => return Ok(ProfileChanges::default()),
+) -> Result<ObjectInput, ApiError> {
+    let mut profile = match input::json(fields, "profile") {
         Ok(Some(Value::Object(map))) => map,
+        Ok(None | Some(Value::Null)) => Fields::new(),
         Ok(Some(_)) => {
             errors.add("profile", "Invalid data. Expected a dictionary.");
-            return Ok(ProfileChanges::default());
+            Fields::new()
         }
         Err(message) => {
             errors.add("profile", message);
-            return Ok(ProfileChanges::default());
+            Fields::new()
         }
     };
+    profile.remove("owner");
     let mut nested = FieldErrors::default();
-    let group_id = nested
-        .check("group", input::primary_key(&profile, "group"))
-        .flatten();
-    if let Some(Some(id)) = group_id
-        && app.store.group(instance_id, id).await.is_err()
-    {
-        nested.add(
-            "group",
-            format!("Invalid pk \"{id}\" - object does not exist."),
-        );
-    }
-    let changes = ProfileChanges {
-        owner_permissions: nested
-            .check(
-                "owner_permissions",
-                input::choice(&profile, "owner_permissions", object_permission),
-            )
-            .flatten(),
-        group_id,
-        group_permissions: nested
-            .check(
-                "group_permissions",
-                input::choice(&profile, "group_permissions", object_permission),
-            )
-            .flatten(),
-        other_permissions: nested
-            .check(
-                "other_permissions",
-                input::choice(&profile, "other_permissions", object_permission),
-            )
-            .flatten(),
-    };
+    let owner = current.and_then(|c| c.owner_id);
+    let input = read_object(app, class, access, &profile, current, owner, &mut nested).await?;
     if let Err(ApiError::Fields(inner)) = nested.finish() {
         errors.add_nested("profile", inner);
     }
-    Ok(changes)
+    Ok(input)
+}
+
+/// Who a profile is written as: managers have full access; anyone else (a user changing
+/// themself, a sign-up key) acts as a user.
+async fn profile_access(app: &App, caller: &Caller) -> Result<Access, ApiError> {
+    Ok(match access_of(app, caller).await? {
+        Some(Access::Full) => Access::Full,
+        Some(user @ Access::User { .. }) => user,
+        _ => Access::User {
+            id: 0,
+            groups: Vec::new(),
+        },
+    })
+}
+
+/// A user changing a profile that has a channel needs publish level on it (§10.3).
+async fn check_profile_channel(
+    app: &App,
+    scope: &InstanceScope,
+    profile: &DataObject,
+) -> Result<(), ApiError> {
+    check_channel_publish(
+        app,
+        &scope.caller,
+        scope.instance.id,
+        profile.channel.as_deref(),
+    )
+    .await
+}
+
+fn written_user(written: Written) -> Result<User, ApiError> {
+    match written {
+        Written::User(user) => Ok(user),
+        _ => Err(ApiError::Internal(anyhow::anyhow!(
+            "a user write returned no user"
+        ))),
+    }
 }
 
 fn username_field(fields: &Fields, required: bool) -> Result<Option<String>, String> {
@@ -247,23 +244,31 @@ async fn create_user(
         "password",
         input::required_string(&fields, "password", PASSWORD_MAX),
     );
-    let profile = profile_changes(&app, scope.instance.id, &fields, &mut errors).await?;
+    let profile_class = app.store.class(scope.instance.id, USER_PROFILE).await?;
+    let access = profile_access(&app, &scope.caller).await?;
+    let profile = read_profile(&app, &profile_class, &access, &fields, None, &mut errors).await?;
     errors.finish()?;
+    if let Some((channel, _)) = &profile.channel
+        && !scope.caller.is_manager()
+        && channel.other_permissions < Permission::Publish
+    {
+        return Err(ApiError::Forbidden(NO_CHANNEL_PUBLISH));
+    }
     let (username, password) = (checked(username)?, checked(password)?);
     let key = Key::generate(KeyKind::Account);
-    let user = app
-        .store
-        .create_user(
-            scope.instance.id,
-            NewUser {
-                username,
-                password_hash: hash_password(password).await?,
-                user_key: key.as_str().to_owned(),
-                key_digest: key.digest(),
-                profile,
-            },
-        )
-        .await?;
+    let write = Write::CreateUser {
+        instance_id: scope.instance.id,
+        profile_class,
+        new: NewUser {
+            username,
+            password_hash: hash_password(password).await?,
+            user_key: key.as_str().to_owned(),
+            key_digest: key.digest(),
+        },
+        profile: profile.into_new(None),
+        author: scope.caller.author_json(),
+    };
+    let user = written_user(app.store.write(write).await?)?;
     Ok(json_response(
         StatusCode::CREATED,
         &user_json(&app, &scope.instance.name, &user).await?,
@@ -310,24 +315,38 @@ async fn apply_user_update(
             input::string(&fields, "password", PASSWORD_MAX, false),
         )
         .flatten();
-    let profile = profile_changes(app, scope.instance.id, &fields, &mut errors).await?;
+    let profile_class = app.store.class(scope.instance.id, USER_PROFILE).await?;
+    let access = profile_access(app, &scope.caller).await?;
+    let profile = read_profile(
+        app,
+        &profile_class,
+        &access,
+        &fields,
+        Some(&user.profile),
+        &mut errors,
+    )
+    .await?;
     errors.finish()?;
+    if !profile.changes.is_empty() {
+        check_profile_channel(app, scope, &user.profile).await?;
+    }
     let password_hash = match password {
         Some(password) => Some(hash_password(password).await?),
         None => None,
     };
-    let updated = app
-        .store
-        .update_user(
-            scope.instance.id,
-            user.id,
-            UserChanges {
-                username,
-                password_hash,
-                profile,
-            },
-        )
-        .await?;
+    let write = Write::UpdateUser {
+        instance_id: scope.instance.id,
+        id: user.id,
+        profile_class,
+        changes: UserChanges {
+            username,
+            password_hash,
+        },
+        profile_channel_id: user.profile.channel_id,
+        profile: profile.changes,
+        author: scope.caller.author_json(),
+    };
+    let updated = written_user(app.store.write(write).await?)?;
     Ok(json_response(
         StatusCode::OK,
         &user_json(app, &scope.instance.name, &updated).await?,

@@ -7,6 +7,7 @@
 //! for embedded mode, `postgres/` for cluster mode): connecting, locks, and the group-commit
 //! writer that stores messages. `writer` holds what the two writers share.
 
+mod objects;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -14,6 +15,7 @@ mod types;
 mod users;
 mod writer;
 
+pub use objects::*;
 pub use postgres::{LockPurpose, advisory_lock_key};
 pub use sql::{Dialect, SqlStore};
 pub use sqlite::sqlite_path;
@@ -36,6 +38,9 @@ pub enum StoreError {
     /// A configured count limit would be exceeded.
     #[error("limit exceeded")]
     LimitExceeded,
+    /// A rule checked inside the writing transaction refused the change (see `objects`).
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
     /// The database failed; the cause is logged at the edge, never shown to clients.
     #[error(transparent)]
     Backend(#[from] sqlx::Error),
@@ -113,7 +118,15 @@ impl CommitListener for NoListener {
 /// arrive validated and normalised (see `model`), so backends compare them byte for byte.
 #[async_trait]
 pub trait Store:
-    AccountStore + InstanceStore + ChannelStore + UserStore + MessageStore + Send + Sync + 'static
+    AccountStore
+    + InstanceStore
+    + ChannelStore
+    + UserStore
+    + MessageStore
+    + ObjectStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -5,21 +5,7 @@ use async_trait::async_trait;
 
 use super::{IdPage, StoreResult};
 use crate::keys::KeyDigest;
-
-/// Object-level permission of a data object (the user's profile), `none < read < write < full`.
-pub const OBJECT_PERMISSIONS: [&str; 4] = ["none", "read", "write", "full"];
-
-#[derive(Clone, Debug)]
-pub struct Profile {
-    pub id: i64,
-    pub owner_permissions: String,
-    pub group_id: Option<i64>,
-    pub group_permissions: String,
-    pub other_permissions: String,
-    pub revision: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::objects::DataObject;
 
 #[derive(Clone, Debug)]
 pub struct User {
@@ -28,41 +14,22 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub user_key: String,
-    pub profile: Profile,
+    /// The user's profile: its object of the built-in class `user_profile`.
+    pub profile: DataObject,
 }
 
-/// Profile fields a user create/update may set; `None` leaves a field alone. `group_id` is
-/// `Some(None)` to clear the group.
-#[derive(Clone, Debug, Default)]
-pub struct ProfileChanges {
-    pub owner_permissions: Option<String>,
-    pub group_id: Option<Option<i64>>,
-    pub group_permissions: Option<String>,
-    pub other_permissions: Option<String>,
-}
-
-impl ProfileChanges {
-    pub fn is_empty(&self) -> bool {
-        self.owner_permissions.is_none()
-            && self.group_id.is_none()
-            && self.group_permissions.is_none()
-            && self.other_permissions.is_none()
-    }
-}
-
+#[derive(Clone, Debug)]
 pub struct NewUser {
     pub username: String,
     pub password_hash: String,
     pub user_key: String,
     pub key_digest: KeyDigest,
-    pub profile: ProfileChanges,
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct UserChanges {
     pub username: Option<String>,
     pub password_hash: Option<String>,
-    pub profile: ProfileChanges,
 }
 
 #[derive(Clone, Debug)]
@@ -85,8 +52,9 @@ pub struct GroupChanges {
 /// Users and groups of an instance.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates the user and its profile in one transaction. `Conflict("username")` on a taken
-    /// name; `NotFound` if the instance vanished.
+    /// Creates the user and a default profile in one transaction (`ObjectStore::write` with
+    /// `Write::CreateUser` sets the profile's fields). `Conflict("username")` on a taken name;
+    /// `NotFound` if the instance vanished.
     async fn create_user(&self, instance_id: i64, new: NewUser) -> StoreResult<User>;
     async fn user(&self, instance_id: i64, id: i64) -> StoreResult<User>;
     async fn count_users(&self, instance_id: i64) -> StoreResult<i64>;
@@ -98,7 +66,7 @@ pub trait UserStore: Send + Sync {
         username_prefix: Option<&str>,
         page: IdPage,
     ) -> StoreResult<Vec<User>>;
-    /// Updates a user and its profile (the profile's revision grows when it changed).
+    /// Updates a user (`ObjectStore::write` with `Write::UpdateUser` changes its profile too).
     async fn update_user(
         &self,
         instance_id: i64,

@@ -9,7 +9,9 @@
 
 use tokio::sync::oneshot;
 
-use super::{Channel, CommitListener, Message, NewMessage, StoreError, StoreResult};
+use super::{
+    Channel, CommitListener, Message, NewMessage, StoreError, StoreResult, Write, Written,
+};
 
 /// A publish waiting for a writer.
 pub(super) struct PublishJob {
@@ -69,4 +71,52 @@ impl PublishJob {
         // A publisher that went away still had its message stored and announced.
         let _ = self.reply.send(result);
     }
+}
+
+/// A message a write stored, to announce once its transaction committed.
+pub(super) struct Committed {
+    pub channel_id: i64,
+    pub message: Message,
+}
+
+/// An object or user write waiting for a writer (see `ObjectStore::write`).
+pub(super) struct WriteJob {
+    pub write: Write,
+    reply: oneshot::Sender<StoreResult<Written>>,
+}
+
+impl WriteJob {
+    pub fn new(write: Write) -> (WriteJob, Answer<Written>) {
+        let (reply, answer) = oneshot::channel();
+        (WriteJob { write, reply }, Answer(answer))
+    }
+
+    /// Completes a write after its transaction: the listener hears each message it stored,
+    /// then `also` sees it, then the caller is answered.
+    pub fn complete(
+        self,
+        result: StoreResult<(Written, Vec<Committed>)>,
+        listener: &dyn CommitListener,
+        also: impl Fn(i64, &Message),
+    ) {
+        let result = result.map(|(written, committed)| {
+            for Committed {
+                channel_id,
+                message,
+            } in &committed
+            {
+                listener.committed(*channel_id, message);
+                also(*channel_id, message);
+            }
+            written
+        });
+        let _ = self.reply.send(result);
+    }
+}
+
+/// A job for a backend's writer.
+pub(super) enum Job {
+    Publish(PublishJob),
+    /// Boxed: a write carries its class and changes, many times a publish's size.
+    Write(Box<WriteJob>),
 }

@@ -176,7 +176,6 @@ pub async fn channel_lists_filter_by_visibility_prefix_and_page(ctx: Ctx) {
                 password_hash: "h".into(),
                 user_key: "k".into(),
                 key_digest: herald::keys::Key::generate(herald::keys::KeyKind::Account).digest(),
-                profile: ProfileChanges::default(),
             },
         )
         .await

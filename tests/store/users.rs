@@ -1,6 +1,7 @@
 //! Users with their profiles, groups and memberships.
 
 use herald::keys::{Key, KeyKind};
+use herald::objects::ObjectPermission;
 use herald::store::*;
 
 use crate::*;
@@ -21,7 +22,38 @@ fn new_user(username: &str) -> NewUser {
         password_hash: "hash".into(),
         user_key: key.as_str().to_owned(),
         key_digest: key.digest(),
-        profile: ProfileChanges::default(),
+    }
+}
+
+/// A profile with default permissions and no channel.
+fn profile() -> NewObject {
+    NewObject {
+        owner_id: None,
+        owner_permissions: ObjectPermission::Full,
+        group_id: None,
+        group_permissions: ObjectPermission::None,
+        other_permissions: ObjectPermission::None,
+        channel: None,
+        data: Default::default(),
+    }
+}
+
+async fn user_with_profile(
+    store: &dyn Store,
+    instance: &Instance,
+    new: NewUser,
+    profile: NewObject,
+) -> User {
+    let write = Write::CreateUser {
+        instance_id: instance.id,
+        profile_class: store.class(instance.id, "user_profile").await.unwrap(),
+        new,
+        profile,
+        author: "{}".into(),
+    };
+    match store.write(write).await.expect("create user") {
+        Written::User(user) => user,
+        other => panic!("not a user: {other:?}"),
     }
 }
 
@@ -50,25 +82,30 @@ pub async fn users_round_trip(ctx: Ctx) {
     let (owner, inst) = fixture(store).await;
     let other = instance(store, &owner, "other").await;
     let staff = group(store, &inst, "staff").await;
-    let mut new = new_user("geralt");
+    let new = new_user("geralt");
     let digest = new.key_digest;
-    new.profile = ProfileChanges {
-        owner_permissions: Some("write".into()),
-        group_id: Some(Some(staff.id)),
-        group_permissions: Some("read".into()),
-        other_permissions: None,
+    let geralt_profile = NewObject {
+        owner_permissions: ObjectPermission::Write,
+        group_id: Some(staff.id),
+        group_permissions: ObjectPermission::Read,
+        ..profile()
     };
-    let geralt = store.create_user(inst.id, new).await.unwrap();
+    let geralt = user_with_profile(store, &inst, new, geralt_profile).await;
     assert_eq!(geralt.instance_id, inst.id);
     assert_eq!(geralt.username, "geralt");
     assert_eq!(geralt.password_hash, "hash");
-    assert_eq!(geralt.profile.owner_permissions, "write");
+    assert_eq!(geralt.profile.owner_id, Some(geralt.id));
+    assert_eq!(geralt.profile.owner_permissions, ObjectPermission::Write);
     assert_eq!(geralt.profile.group_id, Some(staff.id));
-    assert_eq!(geralt.profile.group_permissions, "read");
-    assert_eq!(geralt.profile.other_permissions, "none");
+    assert_eq!(geralt.profile.group_permissions, ObjectPermission::Read);
+    assert_eq!(geralt.profile.other_permissions, ObjectPermission::None);
     assert_eq!(geralt.profile.revision, 1);
+    assert_eq!(
+        store.user(inst.id, geralt.id).await.unwrap().profile,
+        geralt.profile
+    );
     let plain = user(store, &inst, "yennefer").await;
-    assert_eq!(plain.profile.owner_permissions, "full");
+    assert_eq!(plain.profile.owner_permissions, ObjectPermission::Full);
     assert_eq!(plain.profile.group_id, None);
     assert_eq!(store.count_users(inst.id).await.unwrap(), 2);
     assert_eq!(store.count_users(other.id).await.unwrap(), 0);
@@ -94,7 +131,6 @@ pub async fn users_round_trip(ctx: Ctx) {
             UserChanges {
                 username: Some("gwynbleidd".into()),
                 password_hash: Some("new-hash".into()),
-                profile: ProfileChanges::default(),
             },
         )
         .await
@@ -102,25 +138,26 @@ pub async fn users_round_trip(ctx: Ctx) {
     assert_eq!(renamed.username, "gwynbleidd");
     assert_eq!(renamed.password_hash, "new-hash");
     assert_eq!(renamed.profile.revision, 1);
-    let changed = store
-        .update_user(
-            inst.id,
-            geralt.id,
-            UserChanges {
-                profile: ProfileChanges {
-                    group_id: Some(None),
-                    other_permissions: Some("read".into()),
-                    ..ProfileChanges::default()
-                },
-                ..UserChanges::default()
-            },
-        )
-        .await
-        .unwrap();
+    let write = Write::UpdateUser {
+        instance_id: inst.id,
+        id: geralt.id,
+        profile_class: store.class(inst.id, "user_profile").await.unwrap(),
+        changes: UserChanges::default(),
+        profile_channel_id: None,
+        profile: ObjectChanges {
+            group_id: Some(None),
+            other_permissions: Some(ObjectPermission::Read),
+            ..ObjectChanges::default()
+        },
+        author: "{}".into(),
+    };
+    let Written::User(changed) = store.write(write).await.unwrap() else {
+        panic!("not a user");
+    };
     assert_eq!(changed.username, "gwynbleidd");
     assert_eq!(changed.profile.group_id, None);
-    assert_eq!(changed.profile.other_permissions, "read");
-    assert_eq!(changed.profile.owner_permissions, "write");
+    assert_eq!(changed.profile.other_permissions, ObjectPermission::Read);
+    assert_eq!(changed.profile.owner_permissions, ObjectPermission::Write);
     assert_eq!(changed.profile.revision, 2);
     assert!(changed.profile.updated_at >= geralt.profile.updated_at);
     assert_err(
@@ -340,9 +377,11 @@ pub async fn groups_round_trip(ctx: Ctx) {
     );
 
     // Deleting a group clears it from profiles.
-    let mut new = new_user("lambert");
-    new.profile.group_id = Some(Some(a.id));
-    let lambert = store.create_user(inst.id, new).await.unwrap();
+    let in_a = NewObject {
+        group_id: Some(a.id),
+        ..profile()
+    };
+    let lambert = user_with_profile(store, &inst, new_user("lambert"), in_a).await;
     assert_err(store.delete_group(other.id, a.id).await, "NotFound");
     store.delete_group(inst.id, a.id).await.unwrap();
     assert_err(store.group(inst.id, a.id).await, "NotFound");

@@ -20,9 +20,11 @@ use sqlx::postgres::PgConnection;
 
 use super::enc;
 use crate::model;
-use crate::store::writer::PublishJob;
+use crate::store::sql::{Conn, run_write};
+use crate::store::writer::{Committed, Job, PublishJob, WriteJob};
 use crate::store::{
-    Channel, CommitListener, Message, NewMessage, StoreError, StoreResult, missing_parent_or,
+    Channel, CommitListener, Message, NewMessage, StoreError, StoreResult, Write, Written,
+    missing_parent_or,
 };
 
 /// Stripes per process: publishes of channels on different stripes never wait for each other.
@@ -42,7 +44,7 @@ const PUBLISH: &str = "WITH allocated AS (\
 
 #[derive(Default)]
 struct Stripe {
-    waiting: Vec<PublishJob>,
+    waiting: Vec<Job>,
     /// A task is storing this stripe's publishes; it takes `waiting` when done with a batch.
     busy: bool,
 }
@@ -68,7 +70,28 @@ impl Writer {
         new: NewMessage,
     ) -> StoreResult<Message> {
         let (job, answer) = PublishJob::new(channel, new);
-        let stripe = channel.id.rem_euclid(STRIPES as i64) as usize;
+        self.enqueue(channel.id, Job::Publish(job));
+        answer.wait().await
+    }
+
+    /// Stores an object or user write. One that may publish goes through its channel's stripe,
+    /// after the publishes queued there before it, so the listener still hears the channel's
+    /// messages in id order; one without a channel runs at once in its own transaction.
+    pub(in crate::store) async fn write(self: &Arc<Self>, write: Write) -> StoreResult<Written> {
+        match write.channel_id() {
+            Some(channel_id) => {
+                let (job, answer) = WriteJob::new(write);
+                self.enqueue(channel_id, Job::Write(Box::new(job)));
+                answer.wait().await
+            }
+            None => run_alone(&self.pool, &write)
+                .await
+                .map(|(written, _)| written),
+        }
+    }
+
+    fn enqueue(self: &Arc<Self>, channel_id: i64, job: Job) {
+        let stripe = channel_id.rem_euclid(STRIPES as i64) as usize;
         let start = {
             let mut state = self.stripes[stripe]
                 .lock()
@@ -77,11 +100,10 @@ impl Writer {
             !std::mem::replace(&mut state.busy, true)
         };
         if start {
-            // A task of its own: a publisher that goes away cannot stop a batch between its
+            // A task of its own: a caller that goes away cannot stop a batch between its
             // commit and the listener.
             tokio::spawn(self.clone().drain(stripe));
         }
-        answer.wait().await
     }
 
     /// Stores the stripe's waiting publishes, batch after batch, until none are left.
@@ -104,7 +126,28 @@ impl Writer {
         std::mem::forget(guard);
     }
 
-    async fn store(&self, mut batch: Vec<PublishJob>) {
+    /// Stores a batch in queue order: each run of publishes together, each write alone (a
+    /// write locks its object before the channel's sequence; batching it with publishes, which
+    /// lock sequences first, could deadlock with another node).
+    async fn store(&self, batch: Vec<Job>) {
+        let mut publishes = Vec::new();
+        for job in batch {
+            match job {
+                Job::Publish(job) => publishes.push(job),
+                Job::Write(job) => {
+                    self.store_publishes(std::mem::take(&mut publishes)).await;
+                    let outcome = run_alone(&self.pool, &job.write).await;
+                    job.complete(outcome, self.listener.as_ref(), |_, _| {});
+                }
+            }
+        }
+        self.store_publishes(publishes).await;
+    }
+
+    async fn store_publishes(&self, mut batch: Vec<PublishJob>) {
+        if batch.is_empty() {
+            return;
+        }
         // Ascending channel order (stable: each channel's publishes keep their order).
         batch.sort_by_key(|job| job.channel_id);
         let outcomes = if batch.len() == 1 {
@@ -149,6 +192,14 @@ impl Drop for Idle<'_> {
         state.waiting.clear();
         state.busy = false;
     }
+}
+
+/// Runs a write in a transaction of its own.
+async fn run_alone(pool: &PgPool, write: &Write) -> StoreResult<(Written, Vec<Committed>)> {
+    let mut tx = pool.begin().await?;
+    let outcome = run_write(&mut Conn::Postgres(&mut tx), write).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 enum Attempt {

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use super::classes::{create_user_profile_class, drop_instance_indexes};
 use super::{Sql, SqlStore, all, lock_row, raw, raw_opt, rows};
 use crate::keys::KeyDigest;
 use crate::model;
@@ -71,6 +72,7 @@ impl InstanceStore for SqlStore {
                 .bind(channel);
             tx.exec().run(sql).await?;
         }
+        create_user_profile_class(&mut tx, instance.id, now).await?;
         tx.commit().await?;
         Ok(instance)
     }
@@ -128,8 +130,12 @@ impl InstanceStore for SqlStore {
     }
 
     async fn delete_instance(&self, id: i64) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        drop_instance_indexes(&mut tx, id).await?;
         let sql = Sql::new("DELETE FROM instances WHERE id = ?").bind(id);
-        touched_one(self.db.write().run(sql).await?)
+        touched_one(tx.exec().run(sql).await?)?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn create_api_key(

@@ -2,10 +2,11 @@
 
 use async_trait::async_trait;
 
-use super::{Backend, Sql, SqlStore, all, rows};
+use super::{Backend, Conn, Sql, SqlStore, all, raw, rows};
+use crate::model;
 use crate::store::{
-    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreResult, not_found, postgres,
-    sqlite,
+    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreError, StoreResult,
+    missing_parent_or, not_found, postgres, sqlite,
 };
 
 #[async_trait]
@@ -74,4 +75,54 @@ impl MessageStore for SqlStore {
             }
         }
     }
+}
+
+/// Stores a message inside the caller's transaction, allocating the channel's next id there
+/// (SPEC §9.5): a data change and its change message commit together. On PostgreSQL the
+/// sequence row stays locked until the commit, so the channel's ids commit in order.
+pub(super) async fn store_message(
+    conn: &mut Conn<'_>,
+    instance_id: i64,
+    channel_id: i64,
+    channel_name: &str,
+    new: NewMessage,
+) -> StoreResult<Message> {
+    let sql = Sql::new(
+        "UPDATE channel_sequences SET last_id = last_id + 1 WHERE instance_id = ? AND name = ? \
+         RETURNING last_id",
+    )
+    .bind(instance_id)
+    .bind(channel_name);
+    let id = conn
+        .exec()
+        .opt(sql)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .int("last_id")?;
+    let created_at = model::now_micros();
+    let sql = Sql::new(
+        "INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(channel_id)
+    .bind(id)
+    .bind(new.room.as_deref().unwrap_or(""))
+    .bind(raw(new.action))
+    .bind(raw(new.author.as_str()))
+    .bind(raw(new.metadata.as_str()))
+    .bind(raw(new.payload.as_str()))
+    .bind(created_at);
+    conn.exec()
+        .run(sql)
+        .await
+        .map_err(missing_parent_or(StoreError::Backend))?;
+    Ok(Message {
+        id,
+        room: new.room,
+        action: new.action,
+        author: new.author,
+        metadata: new.metadata,
+        payload: new.payload,
+        created_at,
+    })
 }

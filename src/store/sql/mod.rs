@@ -11,12 +11,14 @@
 
 mod accounts;
 mod channels;
+mod classes;
 mod instances;
 mod messages;
+mod objects;
 mod rows;
 mod users;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Postgres, QueryBuilder, Row as _, Sqlite};
@@ -27,6 +29,7 @@ use super::postgres::{Clustered, dec, enc};
 use super::sqlite::Embedded;
 use super::{Store, StoreResult};
 
+pub(super) use objects::run_write;
 pub(super) use rows::*;
 
 /// The store of both backends: the shared SQL runs on `db`; `backend` holds what only one of
@@ -263,6 +266,34 @@ macro_rules! build {
 }
 use build;
 
+impl Dialect {
+    /// An object's custom fields as a statement value, and the SQL that takes it (`?` on
+    /// SQLite; on PostgreSQL a JSONB cast, with strings escaped like free text).
+    pub(super) fn document(self, data: &Map<String, Value>) -> (Arg, &'static str) {
+        match self {
+            Dialect::Sqlite => (raw(Value::Object(data.clone()).to_string()), "?"),
+            Dialect::Postgres => {
+                let stored = map_strings(Value::Object(data.clone()), &|s| enc(&s).into_owned());
+                (raw(stored.to_string()), "CAST(? AS jsonb)")
+            }
+        }
+    }
+}
+
+/// Applies `f` to every string (and object key) of a JSON value.
+fn map_strings(value: Value, f: &dyn Fn(String) -> String) -> Value {
+    match value {
+        Value::String(s) => Value::String(f(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| map_strings(v, f)).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (f(k), map_strings(v, f)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// A row of either backend.
 pub(super) enum Row {
     Sqlite(SqliteRow),
@@ -315,6 +346,18 @@ impl Row {
 
     pub fn opt_raw(&self, column: &str) -> sqlx::Result<Option<String>> {
         self.get(column)
+    }
+
+    /// An object's custom fields (selected as text; on PostgreSQL their strings unescaped).
+    pub fn document(&self, column: &str) -> sqlx::Result<Map<String, Value>> {
+        let mut value = self.json(column)?;
+        if let Row::Postgres(_) = self {
+            value = map_strings(value, &|s| dec(s));
+        }
+        match value {
+            Value::Object(map) => Ok(map),
+            _ => Err(super::decode_error("object document")),
+        }
     }
 
     /// A JSON document kept in a TEXT column.
@@ -460,6 +503,29 @@ impl Tx {
         match self {
             Tx::Sqlite(tx) => tx.commit().await,
             Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// A connection inside a transaction that someone else commits (the group-commit writers run
+/// several writes in one transaction).
+pub(super) enum Conn<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+impl Conn<'_> {
+    pub fn exec(&mut self) -> Exec<'_> {
+        match self {
+            Conn::Sqlite(conn) => Exec::Sqlite(conn),
+            Conn::Postgres(conn) => Exec::Postgres(conn),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
         }
     }
 }

@@ -2,8 +2,10 @@
 
 use super::Row;
 use crate::model::{ChannelType, Permission};
+use crate::objects::schema::Schema;
+use crate::objects::{Class, ClassPermission, DataObject, ObjectPermission};
 use crate::store::{
-    Account, ApiKey, Channel, Group, Instance, Message, Profile, StoreResult, User, action_name,
+    Account, ApiKey, Channel, Group, Instance, Message, StoreResult, User, action_name,
     decode_error,
 };
 
@@ -93,16 +95,72 @@ pub(in crate::store) fn user(row: &Row) -> sqlx::Result<User> {
         username: row.text("username")?,
         password_hash: row.raw("password_hash")?,
         user_key: row.raw("user_key")?,
-        profile: Profile {
-            id: row.int("profile_id")?,
-            owner_permissions: row.raw("owner_permissions")?,
-            group_id: row.opt_int("group_id")?,
-            group_permissions: row.raw("group_permissions")?,
-            other_permissions: row.raw("other_permissions")?,
-            revision: row.int("revision")?,
-            created_at: row.int("created_at")?,
-            updated_at: row.int("updated_at")?,
-        },
+        profile: object_prefixed(row, "p_")?,
+    })
+}
+
+/// The columns of an object (table alias `o`) joined with its channel (`ch`), each named with
+/// `prefix`, as [`object_prefixed`] reads them.
+pub(in crate::store) fn object_columns(o: &str, ch: &str, prefix: &str) -> String {
+    format!(
+        "{o}.id AS {prefix}id, {o}.class_id AS {prefix}class_id, \
+         {o}.owner_id AS {prefix}owner_id, {o}.owner_permissions AS {prefix}owner_permissions, \
+         {o}.group_id AS {prefix}group_id, {o}.group_permissions AS {prefix}group_permissions, \
+         {o}.other_permissions AS {prefix}other_permissions, \
+         {o}.channel_id AS {prefix}channel_id, {ch}.name AS {prefix}channel_name, \
+         {o}.channel_room AS {prefix}channel_room, {o}.revision AS {prefix}revision, \
+         CAST({o}.data AS TEXT) AS {prefix}data, {o}.created_at AS {prefix}created_at, \
+         {o}.updated_at AS {prefix}updated_at"
+    )
+}
+
+fn object_permission(row: &Row, column: &str) -> sqlx::Result<ObjectPermission> {
+    ObjectPermission::from_code(row.int(column)?).ok_or_else(|| decode_error("permission"))
+}
+
+pub(in crate::store) fn object(row: &Row) -> sqlx::Result<DataObject> {
+    object_prefixed(row, "")
+}
+
+pub(in crate::store) fn object_prefixed(row: &Row, prefix: &str) -> sqlx::Result<DataObject> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let channel = row.opt_text(&column("channel_name"))?;
+    Ok(DataObject {
+        id: row.int(&column("id"))?,
+        class_id: row.int(&column("class_id"))?,
+        owner_id: row.opt_int(&column("owner_id"))?,
+        owner_permissions: object_permission(row, &column("owner_permissions"))?,
+        group_id: row.opt_int(&column("group_id"))?,
+        group_permissions: object_permission(row, &column("group_permissions"))?,
+        other_permissions: object_permission(row, &column("other_permissions"))?,
+        channel_id: channel.as_ref().and(row.opt_int(&column("channel_id"))?),
+        channel_room: channel.as_ref().and(row.opt_text(&column("channel_room"))?),
+        channel,
+        revision: row.int(&column("revision"))?,
+        data: row.document(&column("data"))?,
+        created_at: row.int(&column("created_at"))?,
+        updated_at: row.int(&column("updated_at"))?,
+    })
+}
+
+fn class_permission(row: &Row, column: &str) -> sqlx::Result<ClassPermission> {
+    ClassPermission::from_code(row.int(column)?).ok_or_else(|| decode_error("permission"))
+}
+
+pub(in crate::store) fn class(row: &Row) -> sqlx::Result<Class> {
+    Ok(Class {
+        id: row.int("id")?,
+        instance_id: row.int("instance_id")?,
+        name: row.text("name")?,
+        description: row.text("description")?,
+        schema: Schema::from_stored(&row.raw("schema")?).map_err(|_| decode_error("schema"))?,
+        revision: row.int("revision")?,
+        group_id: row.opt_int("group_id")?,
+        group_permissions: class_permission(row, "group_permissions")?,
+        other_permissions: class_permission(row, "other_permissions")?,
+        metadata: row.json("metadata")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 

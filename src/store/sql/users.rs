@@ -2,61 +2,62 @@
 
 use async_trait::async_trait;
 
-use super::{Sql, SqlStore, all, lock_row, raw, raw_opt, rows};
+use std::sync::LazyLock;
+
+use super::{Sql, SqlStore, all, lock_row, object_columns, raw, rows};
 use crate::keys::KeyDigest;
 use crate::model;
+use crate::objects::{ObjectPermission, USER_PROFILE};
 use crate::store::{
-    Group, GroupChanges, IdPage, NewUser, StoreError, StoreResult, User, UserChanges, UserStore,
-    conflict, missing_parent_or, not_found, touched_one,
+    Group, GroupChanges, IdPage, NewObject, NewUser, ObjectChanges, ObjectStore, StoreError,
+    StoreResult, User, UserChanges, UserStore, Write, Written, conflict, missing_parent_or,
+    not_found, touched_one,
 };
 
-/// Users joined with their profiles; every user query selects these columns.
-const USER_COLUMNS: &str = "SELECT u.id, u.instance_id, u.username, u.password_hash, u.user_key, \
-     p.id AS profile_id, p.owner_permissions, p.group_id, p.group_permissions, \
-     p.other_permissions, p.revision, p.created_at, p.updated_at \
-     FROM users u JOIN user_profiles p ON p.user_id = u.id";
+/// Users joined with their profiles (objects of the instance's `user_profile` class); every
+/// user query selects these columns.
+static USER_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT u.id, u.instance_id, u.username, u.password_hash, u.user_key, {} \
+         FROM users u \
+         JOIN classes pc ON pc.instance_id = u.instance_id AND pc.name = '{USER_PROFILE}' \
+         JOIN objects p ON p.class_id = pc.id AND p.owner_id = u.id \
+         LEFT JOIN channels pch ON pch.id = p.channel_id",
+        object_columns("p", "pch", "p_")
+    )
+});
 
 fn users_where(condition: &str) -> Sql {
-    Sql::new(format!("{USER_COLUMNS} WHERE {condition}"))
+    Sql::new(format!("{} WHERE {condition}", *USER_COLUMNS))
+}
+
+/// The profile a user gets when the request sets none of its fields.
+fn default_profile() -> NewObject {
+    NewObject {
+        owner_id: None,
+        owner_permissions: ObjectPermission::Full,
+        group_id: None,
+        group_permissions: ObjectPermission::None,
+        other_permissions: ObjectPermission::None,
+        channel: None,
+        data: serde_json::Map::new(),
+    }
 }
 
 #[async_trait]
 impl UserStore for SqlStore {
     async fn create_user(&self, instance_id: i64, new: NewUser) -> StoreResult<User> {
-        let mut tx = self.db.begin().await?;
-        let now = model::now_micros();
-        let sql = Sql::new(
-            "INSERT INTO users (instance_id, username, password_hash, user_key, key_digest, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(instance_id)
-        .bind(new.username)
-        .bind(raw(new.password_hash))
-        .bind(raw(new.user_key))
-        .bind(&new.key_digest.0[..])
-        .bind(now)
-        .bind(now);
-        let row = tx
-            .exec()
-            .one(sql)
-            .await
-            .map_err(missing_parent_or(conflict("username")))?;
-        let user_id = row.int("id")?;
-        let profile = new.profile;
-        let sql = Sql::new(
-            "INSERT INTO user_profiles (user_id, owner_permissions, group_id, group_permissions, \
-             other_permissions, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(user_id)
-        .bind(raw(profile.owner_permissions.as_deref().unwrap_or("full")))
-        .bind(profile.group_id.flatten())
-        .bind(raw(profile.group_permissions.as_deref().unwrap_or("none")))
-        .bind(raw(profile.other_permissions.as_deref().unwrap_or("none")))
-        .bind(now)
-        .bind(now);
-        tx.exec().run(sql).await?;
-        tx.commit().await?;
-        self.user(instance_id, user_id).await
+        let write = Write::CreateUser {
+            instance_id,
+            profile_class: self.class(instance_id, USER_PROFILE).await?,
+            new,
+            profile: default_profile(),
+            author: "{}".to_owned(),
+        };
+        match self.write(write).await? {
+            Written::User(user) => Ok(user),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     async fn user(&self, instance_id: i64, id: i64) -> StoreResult<User> {
@@ -107,43 +108,19 @@ impl UserStore for SqlStore {
         id: i64,
         changes: UserChanges,
     ) -> StoreResult<User> {
-        let mut tx = self.db.begin().await?;
-        let now = model::now_micros();
-        let sql = Sql::new(
-            "UPDATE users SET username = COALESCE(?, username), \
-             password_hash = COALESCE(?, password_hash), updated_at = ? \
-             WHERE instance_id = ? AND id = ?",
-        )
-        .bind(changes.username)
-        .bind(raw_opt(changes.password_hash))
-        .bind(now)
-        .bind(instance_id)
-        .bind(id);
-        touched_one(tx.exec().run(sql).await.map_err(conflict("username"))?)?;
-        let profile = changes.profile;
-        if !profile.is_empty() {
-            let (set_group, group_id) = match profile.group_id {
-                Some(group) => (true, group),
-                None => (false, None),
-            };
-            let sql = Sql::new(
-                "UPDATE user_profiles SET owner_permissions = COALESCE(?, owner_permissions), \
-                 group_id = CASE WHEN ? THEN ? ELSE group_id END, \
-                 group_permissions = COALESCE(?, group_permissions), \
-                 other_permissions = COALESCE(?, other_permissions), \
-                 revision = revision + 1, updated_at = ? WHERE user_id = ?",
-            )
-            .bind(raw_opt(profile.owner_permissions))
-            .bind(set_group)
-            .bind(group_id)
-            .bind(raw_opt(profile.group_permissions))
-            .bind(raw_opt(profile.other_permissions))
-            .bind(now)
-            .bind(id);
-            tx.exec().run(sql).await?;
+        let write = Write::UpdateUser {
+            instance_id,
+            id,
+            profile_class: self.class(instance_id, USER_PROFILE).await?,
+            changes,
+            profile_channel_id: None,
+            profile: ObjectChanges::default(),
+            author: "{}".to_owned(),
+        };
+        match self.write(write).await? {
+            Written::User(user) => Ok(user),
+            _ => Err(StoreError::NotFound),
         }
-        tx.commit().await?;
-        self.user(instance_id, id).await
     }
 
     async fn set_user_key(
@@ -308,7 +285,8 @@ impl UserStore for SqlStore {
 
     async fn users_of_group(&self, group_id: i64, page: IdPage) -> StoreResult<Vec<User>> {
         let sql = Sql::new(format!(
-            "{USER_COLUMNS} JOIN memberships m ON m.user_id = u.id WHERE m.group_id = ?"
+            "{} JOIN memberships m ON m.user_id = u.id WHERE m.group_id = ?",
+            *USER_COLUMNS
         ))
         .bind(group_id)
         .and_page("u.id", page);

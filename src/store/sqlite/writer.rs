@@ -5,6 +5,13 @@
 //! (`store::writer`): the commit listener hears each message in id order, then its caller is
 //! answered. A caller is answered only after the commit that holds its write, and a caller that
 //! goes away cannot stop the batch midway.
+//!
+//! Object writes (which store a data change and its change message) join the same queue rather
+//! than taking the write connection on their own: SQLite has one writer anyway, so a second path
+//! would only make them wait for the batch and then pay an fsync of their own, while in the
+//! queue they share the batch's commit, and their messages take the channel's next ids in queue
+//! order like any publish. Each runs inside a savepoint, so a write that a rule refuses (or that
+//! fails) rolls back alone and the rest of the batch commits.
 
 use std::sync::Arc;
 
@@ -13,8 +20,11 @@ use tokio::sync::mpsc;
 
 use super::ActiveRooms;
 use crate::model;
-use crate::store::writer::PublishJob;
-use crate::store::{Channel, CommitListener, Message, NewMessage, StoreError, StoreResult};
+use crate::store::sql::{Conn, run_write};
+use crate::store::writer::{Committed, Job, PublishJob, WriteJob};
+use crate::store::{
+    Channel, CommitListener, Message, NewMessage, StoreError, StoreResult, Write, Written,
+};
 
 /// Most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -22,7 +32,7 @@ const MAX_BATCH: usize = 512;
 const QUEUE: usize = 4096;
 
 pub(in crate::store) struct Writer {
-    jobs: mpsc::Sender<PublishJob>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Writer {
@@ -43,11 +53,21 @@ impl Writer {
         new: NewMessage,
     ) -> StoreResult<Message> {
         let (job, answer) = PublishJob::new(channel, new);
+        self.send(Job::Publish(job)).await?;
+        answer.wait().await
+    }
+
+    pub(in crate::store) async fn write(&self, write: Write) -> StoreResult<Written> {
+        let (job, answer) = WriteJob::new(write);
+        self.send(Job::Write(Box::new(job))).await?;
+        answer.wait().await
+    }
+
+    async fn send(&self, job: Job) -> StoreResult<()> {
         self.jobs
             .send(job)
             .await
-            .map_err(|_| StoreError::Unavailable("the writing task has stopped".into()))?;
-        answer.wait().await
+            .map_err(|_| StoreError::Unavailable("the writing task has stopped".into()))
     }
 }
 
@@ -55,7 +75,7 @@ async fn run(
     writer: SqlitePool,
     listener: Arc<dyn CommitListener>,
     active_rooms: Arc<ActiveRooms>,
-    mut queue: mpsc::Receiver<PublishJob>,
+    mut queue: mpsc::Receiver<Job>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
@@ -68,17 +88,24 @@ async fn run(
         }
         let touched =
             |channel_id, message: &Message| active_rooms.touched(channel_id, room_of(message));
-        match store_batch(&writer, &batch).await {
-            Ok(allocated) => {
-                for (job, outcome) in batch.drain(..).zip(allocated) {
-                    job.complete(outcome, listener.as_ref(), touched);
+        match store_batch(&writer, &mut batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    match (job, outcome) {
+                        (Job::Publish(job), Stored::Published(outcome)) => {
+                            job.complete(outcome, listener.as_ref(), touched);
+                        }
+                        (Job::Write(job), Stored::Written(outcome)) => {
+                            job.complete(*outcome, listener.as_ref(), touched);
+                        }
+                        (job, _) => fail(job, "outcomes out of step", listener.as_ref()),
+                    }
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, jobs = batch.len(), "write batch failed");
                 for job in batch.drain(..) {
-                    let failed = Err(StoreError::Unavailable(format!("write failed: {err}")));
-                    job.complete(failed, listener.as_ref(), touched);
+                    fail(job, &format!("write failed: {err}"), listener.as_ref());
                 }
             }
         }
@@ -89,49 +116,85 @@ fn room_of(message: &Message) -> &str {
     message.room.as_deref().unwrap_or("")
 }
 
-/// Stores a batch in one transaction: per job, the allocated id and timestamp, or `NotFound`
-/// when its channel was deleted. Ids are allocated in the storing transaction, so committed ids
-/// of a channel are consecutive and become visible in order (SPEC §9.5).
-async fn store_batch(
-    writer: &SqlitePool,
-    batch: &[PublishJob],
-) -> Result<Vec<StoreResult<(i64, i64)>>, sqlx::Error> {
+fn fail(job: Job, why: &str, listener: &dyn CommitListener) {
+    let err = || StoreError::Unavailable(why.to_owned());
+    match job {
+        Job::Publish(job) => job.complete(Err(err()), listener, |_, _| {}),
+        Job::Write(job) => job.complete(Err(err()), listener, |_, _| {}),
+    }
+}
+
+/// What a job of a batch stored.
+enum Stored {
+    Published(StoreResult<(i64, i64)>),
+    Written(Box<StoreResult<(Written, Vec<Committed>)>>),
+}
+
+/// Stores a batch in one transaction: per publish, the allocated id and timestamp (or
+/// `NotFound` when its channel was deleted); per write, what it wrote and the messages it
+/// stored. Ids are allocated in the storing transaction, so committed ids of a channel are
+/// consecutive and become visible in order (SPEC §9.5).
+async fn store_batch(writer: &SqlitePool, batch: &mut [Job]) -> Result<Vec<Stored>, sqlx::Error> {
     let mut conn = writer.acquire().await?;
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let mut allocated = Vec::with_capacity(batch.len());
-    for job in batch {
-        // The sequence outlives its channel; a deleted channel allocates nothing.
-        let id: Option<i64> = sqlx::query_scalar(
-            "UPDATE channel_sequences SET last_id = last_id + 1 \
-             WHERE instance_id = ? AND name = ? AND EXISTS (SELECT 1 FROM channels WHERE id = ?) \
-             RETURNING last_id",
-        )
-        .bind(job.instance_id)
-        .bind(&job.channel_name)
-        .bind(job.channel_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            allocated.push(Err(StoreError::NotFound));
-            continue;
-        };
-        let created_at = model::now_micros();
-        sqlx::query(
-            "INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(job.channel_id)
-        .bind(id)
-        .bind(job.new.room.as_deref().unwrap_or(""))
-        .bind(job.new.action)
-        .bind(&job.new.author)
-        .bind(&job.new.metadata)
-        .bind(&job.new.payload)
-        .bind(created_at)
-        .execute(&mut *tx)
-        .await?;
-        allocated.push(Ok((id, created_at)));
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        match job {
+            Job::Publish(job) => outcomes.push(Stored::Published(publish(&mut tx, job).await?)),
+            Job::Write(job) => {
+                sqlx::query("SAVEPOINT object_write")
+                    .execute(&mut *tx)
+                    .await?;
+                let outcome = run_write(&mut Conn::Sqlite(&mut tx), &job.write).await;
+                if outcome.is_err() {
+                    sqlx::query("ROLLBACK TO object_write")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query("RELEASE object_write")
+                    .execute(&mut *tx)
+                    .await?;
+                outcomes.push(Stored::Written(Box::new(outcome)));
+            }
+        }
     }
     tx.commit().await?;
-    Ok(allocated)
+    Ok(outcomes)
+}
+
+/// Stores one publish of a batch: its id and timestamp, or `NotFound`.
+async fn publish(
+    tx: &mut sqlx::SqliteConnection,
+    job: &PublishJob,
+) -> Result<StoreResult<(i64, i64)>, sqlx::Error> {
+    // The sequence outlives its channel; a deleted channel allocates nothing.
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE channel_sequences SET last_id = last_id + 1 \
+         WHERE instance_id = ? AND name = ? AND EXISTS (SELECT 1 FROM channels WHERE id = ?) \
+         RETURNING last_id",
+    )
+    .bind(job.instance_id)
+    .bind(&job.channel_name)
+    .bind(job.channel_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Ok(Err(StoreError::NotFound));
+    };
+    let created_at = model::now_micros();
+    sqlx::query(
+        "INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(job.channel_id)
+    .bind(id)
+    .bind(job.new.room.as_deref().unwrap_or(""))
+    .bind(job.new.action)
+    .bind(&job.new.author)
+    .bind(&job.new.metadata)
+    .bind(&job.new.payload)
+    .bind(created_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Ok((id, created_at)))
 }
