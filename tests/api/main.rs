@@ -17,6 +17,8 @@ mod conventions;
 mod durability;
 mod groups;
 mod history;
+mod object_messages;
+mod objects;
 mod instances;
 mod isolation;
 mod permissions;
