@@ -10,6 +10,11 @@
 //! All randomness derives from one seed, printed at the start and in every assertion; rerun a
 //! failure with `CHAOS_SEED=<seed> cargo test --test api -- chaos:: --nocapture`.
 //!
+//! Object writers join the publishers: they create, update (`_increment` and a fresh tag) and
+//! delete data objects whose class publishes to the same channel rooms (SPEC §10.4), so the
+//! change messages race the custom publishes for the channel's ids. Every acknowledged object
+//! write must be in history exactly once, as the one message that tells of it.
+//!
 //! The storm itself ([`run_storm`]) is shared with the cluster test (`cluster.rs`), which points
 //! its clients at several nodes and kills one of them on the way: each session and each publish
 //! then picks a node at random, and a publish whose request failed is not acknowledged.
@@ -34,9 +39,13 @@ use crate::helpers::TestApp;
 
 pub(crate) const INSTANCE: &str = "chaos";
 pub(crate) const CHANNEL: &str = "storm";
+/// The class of the object writers' objects (`tag` and `n` integers, see [`create_storm_class`]).
+pub(crate) const CLASS: &str = "gusts";
 const ROOMS: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 const PUBLISHERS: usize = 4;
 const MESSAGES_PER_PUBLISHER: usize = 1300;
+const OBJECT_WRITERS: usize = 2;
+const WRITES_PER_OBJECT_WRITER: usize = 600;
 /// Spread evenly over the three transports (subscriber `n` uses transport `n % 3`, room `n % 4`).
 const SUBSCRIBERS: usize = 30;
 /// How long the publishers may take, all together (about 30 s on two busy debug cores).
@@ -194,9 +203,31 @@ fn accept_message(
     Ok(id)
 }
 
-/// Publishers send `{"p": publisher, "k": sequence}`; the tag identifies the payload.
+/// The tag that identifies a payload: publishers send `{"p": publisher, "k": sequence}`;
+/// object writers give each create and update a fresh `tag` field, which the change message
+/// carries; a delete's message holds only the object id, tagged as its negation.
 fn payload_tag(payload: &Value) -> Option<i64> {
-    Some(payload["p"].as_i64()? * 1_000_000 + payload["k"].as_i64()?)
+    if let (Some(p), Some(k)) = (payload["p"].as_i64(), payload["k"].as_i64()) {
+        return Some(p * 1_000_000 + k);
+    }
+    if let Some(tag) = payload["tag"].as_i64() {
+        return Some(tag);
+    }
+    let id = payload["id"].as_i64()?;
+    (payload.as_object()?.len() == 1).then_some(-id)
+}
+
+/// The class object writers use, publishing to the storm channel.
+pub(crate) async fn create_storm_class(app: &TestApp) {
+    app.post(
+        &format!("/v1.1/instances/{INSTANCE}/classes/"),
+        Some(&app.admin_key),
+        json!({"name": CLASS, "schema": [
+            {"name": "tag", "type": "integer"}, {"name": "n", "type": "integer"}
+        ]}),
+    )
+    .await
+    .assert_status(201);
 }
 
 /// How a session ends by itself: after some messages, after some time, or both (the chaos).
@@ -642,6 +673,9 @@ async fn sse_session(
 enum Outcome {
     /// 201 with this id.
     Acked(i64),
+    /// An object write succeeded: its change message has the attempt's tag (its id is not in
+    /// the write's response).
+    AckedObject,
     /// The request failed (its node died): the message may or may not be stored.
     Failed,
 }
@@ -718,6 +752,115 @@ async fn publisher(ctx: Arc<Ctx>, p: usize, count: usize) -> Vec<Attempt> {
             room,
             tag,
             outcome: Outcome::Acked(id),
+        });
+    }
+    attempts
+}
+
+/// Creates, updates and deletes `count` times objects of [`CLASS`] in random rooms, each
+/// request through a random node; returns every attempt. Writer `w` tags its writes
+/// `(100 + w) * 1_000_000 + k`, apart from the publishers' tags.
+async fn object_writer(ctx: Arc<Ctx>, w: usize, count: usize) -> Vec<Attempt> {
+    let seed = ctx.seed;
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(0x51_7cc1_b727 * (w as u64 + 1)));
+    let client = reqwest::Client::new();
+    let objects_path = format!("/v1.1/instances/{INSTANCE}/classes/{CLASS}/objects/");
+    // Objects alive: (id, room).
+    let mut live: Vec<(i64, usize)> = Vec::new();
+    let mut attempts = Vec::with_capacity(count);
+    for k in 0..count {
+        let tag = ((100 + w) * 1_000_000 + k) as i64;
+        if !ctx.pace.is_zero() {
+            tokio::time::sleep(ctx.pace.mul_f64(rng.gen_range(0.0..1.0))).await;
+        }
+        let node = ctx.node(&mut rng);
+        let roll = rng.gen_range(0..10);
+        let (method, url, body, room, deleting) = if live.len() < 3 || roll < 3 {
+            let room = rng.gen_range(0..ctx.rooms.len());
+            let body = json!({"tag": tag, "n": 0, "channel": CHANNEL,
+                              "channel_room": ctx.rooms[room]});
+            (
+                reqwest::Method::POST,
+                format!("http://{node}{objects_path}"),
+                body,
+                room,
+                None,
+            )
+        } else if roll < 9 {
+            let (id, room) = live[rng.gen_range(0..live.len())];
+            let body = json!({"tag": tag, "n": {"_increment": 1}});
+            let method = if rng.gen_bool(0.5) {
+                reqwest::Method::PATCH
+            } else {
+                reqwest::Method::POST
+            };
+            (
+                method,
+                format!("http://{node}{objects_path}{id}/"),
+                body,
+                room,
+                None,
+            )
+        } else {
+            let at = rng.gen_range(0..live.len());
+            let (id, room) = live[at];
+            let url = format!("http://{node}{objects_path}{id}/");
+            (reqwest::Method::DELETE, url, json!({}), room, Some(at))
+        };
+        let tag = match deleting {
+            Some(at) => -live[at].0,
+            None => tag,
+        };
+        let sent = client
+            .request(method.clone(), &url)
+            .header("X-API-KEY", &ctx.key)
+            .json(&body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                resp.text().await.map(|text| (status, text))
+            }
+            Err(e) => Err(e),
+        };
+        let (status, text) = match response {
+            Ok(response) => response,
+            Err(_) if ctx.nodes_may_fail => {
+                // Unknown outcome: the object may be gone or changed; stop using it.
+                if let Some(at) = deleting {
+                    live.remove(at);
+                }
+                attempts.push(Attempt {
+                    room,
+                    tag,
+                    outcome: Outcome::Failed,
+                });
+                continue;
+            }
+            Err(e) => panic!("seed {seed}: object writer {w} write {k} via {node}: {e}"),
+        };
+        let expected = match method {
+            reqwest::Method::POST if deleting.is_none() && body.get("channel").is_some() => 201,
+            reqwest::Method::DELETE => 204,
+            _ => 200,
+        };
+        assert_eq!(
+            status, expected,
+            "seed {seed}: object writer {w} write {k} ({method} {url}): {text}"
+        );
+        if expected == 201 {
+            let object: Value = serde_json::from_str(&text).expect("object JSON");
+            live.push((object["id"].as_i64().expect("object id"), room));
+        }
+        if let Some(at) = deleting {
+            live.remove(at);
+        }
+        ctx.progress.fetch_add(1, Ordering::SeqCst);
+        attempts.push(Attempt {
+            room,
+            tag,
+            outcome: Outcome::AckedObject,
         });
     }
     attempts
@@ -875,6 +1018,10 @@ pub(crate) struct Storm {
     pub rooms: &'static [&'static str],
     pub publishers: usize,
     pub messages_per_publisher: usize,
+    /// Writers of data objects whose change messages go to the storm's rooms (the class
+    /// [`CLASS`] must exist, see [`create_storm_class`]), and how many writes each makes.
+    pub object_writers: usize,
+    pub writes_per_object_writer: usize,
     /// Subscriber `n` uses transport `n % 3` and room `n % rooms.len()`.
     pub subscribers: usize,
     /// Each publisher pauses up to this long (at random) between publishes; zero: flat out.
@@ -922,9 +1069,16 @@ pub(crate) async fn run_storm(storm: Storm) -> StormReport {
         .enumerate()
         .map(|(n, log)| tokio::spawn(subscriber(ctx.clone(), n, log.clone())))
         .collect();
-    let publishers: Vec<_> = (0..storm.publishers)
+    let mut publishers: Vec<_> = (0..storm.publishers)
         .map(|p| tokio::spawn(publisher(ctx.clone(), p, storm.messages_per_publisher)))
         .collect();
+    publishers.extend((0..storm.object_writers).map(|w| {
+        tokio::spawn(object_writer(
+            ctx.clone(),
+            w,
+            storm.writes_per_object_writer,
+        ))
+    }));
 
     // Publishing is an event to await, bounded.
     let publish_timeout = storm.publish_timeout;
@@ -943,7 +1097,7 @@ pub(crate) async fn run_storm(storm: Storm) -> StormReport {
         .collect();
     let acked = attempts
         .iter()
-        .filter(|a| matches!(a.outcome, Outcome::Acked(_)))
+        .filter(|a| matches!(a.outcome, Outcome::Acked(_) | Outcome::AckedObject))
         .count();
     let failed = attempts.len() - acked;
 
@@ -984,13 +1138,20 @@ pub(crate) async fn run_storm(storm: Storm) -> StormReport {
         );
     }
     for attempt in &attempts {
-        if let Outcome::Acked(id) = attempt.outcome {
-            assert_eq!(
+        match attempt.outcome {
+            Outcome::Acked(id) => assert_eq!(
                 stored_at.get(&attempt.tag),
                 Some(&(attempt.room, id)),
                 "seed {seed}: acknowledged publish (tag {}) is not in history as id {id}",
                 attempt.tag
-            );
+            ),
+            Outcome::AckedObject => assert_eq!(
+                stored_at.get(&attempt.tag).map(|(room, _)| *room),
+                Some(attempt.room),
+                "seed {seed}: acknowledged object write (tag {}) has no message in its room",
+                attempt.tag
+            ),
+            Outcome::Failed => {}
         }
     }
     let last_ids: Vec<i64> = stored
@@ -1100,10 +1261,10 @@ pub(crate) async fn run_storm(storm: Storm) -> StormReport {
     drop(last_ids_tx);
     let summary = format!(
         "seed {seed}: {total} messages stored in {rooms} rooms by {} publishers ({acked} \
-         acknowledged, {failed} requests failed; published in {publish_time:?}); {} subscribers \
-         received {delivered} deliveries over {sessions:?} ({error_frames} error frames), all \
-         done after {delivery_time:?}",
-        storm.publishers, storm.subscribers
+         acknowledged, {failed} requests failed; published in {publish_time:?}) and {} object \
+         writers; {} subscribers received {delivered} deliveries over {sessions:?} \
+         ({error_frames} error frames), all done after {delivery_time:?}",
+        storm.publishers, storm.object_writers, storm.subscribers
     );
     StormReport { failed, summary }
 }
@@ -1130,6 +1291,7 @@ async fn every_subscriber_gets_every_message_exactly_once_in_order_across_reconn
         json!({"name": CHANNEL, "type": "separate_rooms", "custom_publish": true}),
     )
     .await;
+    create_storm_class(&app).await;
 
     let report = run_storm(Storm {
         seed,
@@ -1140,6 +1302,8 @@ async fn every_subscriber_gets_every_message_exactly_once_in_order_across_reconn
         rooms: &ROOMS,
         publishers: PUBLISHERS,
         messages_per_publisher: MESSAGES_PER_PUBLISHER,
+        object_writers: OBJECT_WRITERS,
+        writes_per_object_writer: WRITES_PER_OBJECT_WRITER,
         subscribers: SUBSCRIBERS,
         pace: Duration::ZERO,
         publish_timeout: PUBLISH_TIMEOUT,

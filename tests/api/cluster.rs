@@ -906,6 +906,9 @@ async fn a_redis_outage_delays_delivery_but_loses_nothing() {
 const CLUSTER_ROOMS: [&str; 3] = ["north", "south", "west"];
 const CLUSTER_PUBLISHERS: usize = 4;
 const CLUSTER_MESSAGES_PER_PUBLISHER: usize = 1500;
+/// Object writers mix data-object change messages into the storm (SPEC §10.4).
+const CLUSTER_OBJECT_WRITERS: usize = 1;
+const CLUSTER_WRITES_PER_OBJECT_WRITER: usize = 800;
 const CLUSTER_SUBSCRIBERS: usize = 18;
 /// Publishers pause up to this long between publishes (5 ms on average), so that the storm
 /// lasts long enough (about 15 s) for subscribers to come and go around the mischief.
@@ -971,6 +974,17 @@ async fn chaos_over_three_nodes_with_a_redis_cut_and_a_killed_node() {
         )
         .await
         .assert_status(201);
+    cluster
+        .admin(
+            2,
+            Method::POST,
+            &format!("/v1.1/instances/{INSTANCE}/classes/"),
+            json!({"name": chaos::CLASS, "schema": [
+                {"name": "tag", "type": "integer"}, {"name": "n", "type": "integer"}
+            ]}),
+        )
+        .await
+        .assert_status(201);
 
     let progress = Arc::new(AtomicUsize::new(0));
     let storm = tokio::spawn(chaos::run_storm(Storm {
@@ -983,6 +997,8 @@ async fn chaos_over_three_nodes_with_a_redis_cut_and_a_killed_node() {
         rooms: &CLUSTER_ROOMS,
         publishers: CLUSTER_PUBLISHERS,
         messages_per_publisher: CLUSTER_MESSAGES_PER_PUBLISHER,
+        object_writers: CLUSTER_OBJECT_WRITERS,
+        writes_per_object_writer: CLUSTER_WRITES_PER_OBJECT_WRITER,
         subscribers: CLUSTER_SUBSCRIBERS,
         pace: CLUSTER_PACE,
         publish_timeout: Duration::from_secs(50),
@@ -991,7 +1007,8 @@ async fn chaos_over_three_nodes_with_a_redis_cut_and_a_killed_node() {
     }));
 
     // The mischief, timed by publishing progress so that it always lands mid-storm.
-    let total = CLUSTER_PUBLISHERS * CLUSTER_MESSAGES_PER_PUBLISHER;
+    let total = CLUSTER_PUBLISHERS * CLUSTER_MESSAGES_PER_PUBLISHER
+        + CLUSTER_OBJECT_WRITERS * CLUSTER_WRITES_PER_OBJECT_WRITER;
     let victim = 1 + (seed % 2) as usize;
     let mut timeline = Vec::new();
     until_progress(&progress, total / 5, seed).await;
