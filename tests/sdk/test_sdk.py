@@ -32,7 +32,7 @@ shim.install()
 
 import syncano  # noqa: E402
 from syncano.exceptions import SyncanoDoesNotExist, SyncanoRequestError  # noqa: E402
-from syncano.models import ApiKey, Channel, Instance, Message, User  # noqa: E402
+from syncano.models import ApiKey, Channel, Class, Instance, Message, Object, User  # noqa: E402
 
 shim.check()
 
@@ -347,6 +347,147 @@ def main():
         newest = list(history)[0]  # history is newest first by default
         expect_eq(newest.payload, {"text": "from geralt"}, "newest lobby message")
         expect_eq(newest.author.get("user"), state["user"].id, "author of the newest message")
+
+    @step
+    def create_a_class_with_a_schema():
+        klass = Class.please.create(
+            instance_name=state["instance"],
+            name="contracts",
+            description="Monster contracts",
+            schema=[
+                {"name": "title", "type": "string", "filter_index": True},
+                {"name": "reward", "type": "integer", "order_index": True, "filter_index": True},
+                {"name": "notes", "type": "text"},
+            ],
+        )
+        expect(not klass.is_new(), "the created class has no links")
+        expect_eq(klass.name, "contracts", "class name")
+        fetched = Class.please.get(instance_name=state["instance"], name="contracts")
+        schema = fetched.schema.schema if hasattr(fetched.schema, "schema") else fetched.schema
+        expect_eq(
+            [(f["name"], f["type"]) for f in schema],
+            [("title", "string"), ("reward", "integer"), ("notes", "text")],
+            "class schema",
+        )
+        expect_eq(fetched.objects_count, 0, "objects_count of a new class")
+
+    def expect_change(message, action, class_name, what):
+        expect(isinstance(message, Message), "{}: not a Message: {!r}".format(what, message))
+        expect_eq(message.action, action, what + " action")
+        expect_eq(message.metadata, {"type": "object", "class": class_name}, what + " metadata")
+        expect_eq(message.room, "contracts", what + " room")
+        expect_eq(message.author, {"admin": state["account_id"]}, what + " author")
+
+    @step
+    def create_an_object_and_receive_its_create_message():
+        channel = state["channel"]
+        created = {}
+
+        def create():
+            created["object"] = Object.please.create(
+                instance_name=state["instance"],
+                class_name="contracts",
+                title="Griffin",
+                reward=300,
+                channel="chat",
+                channel_room="Contracts",
+            )
+            return created["object"]
+
+        _, received = poll_one(channel, room="contracts", last_id=0, publish=create)
+        contract = created["object"]
+        expect(isinstance(contract.id, int), "object without id")
+        expect_eq((contract.title, contract.reward, contract.revision), ("Griffin", 300, 1), "object")
+        expect_eq((contract.channel, contract.channel_room), ("chat", "contracts"), "object channel")
+        expect_change(received, "create", "contracts", "create message")
+        payload = received.payload
+        expect_eq(
+            (payload.get("id"), payload.get("title"), payload.get("reward"), payload.get("revision")),
+            (contract.id, "Griffin", 300, 1),
+            "create payload",
+        )
+        expect("channel" not in payload and "links" not in payload, "create payload has channel/links")
+        state["contract"] = contract
+        state["last_contracts_id"] = received.id
+
+    @step
+    def update_an_object_and_receive_its_update_message():
+        channel = state["channel"]
+        contract = state["contract"]
+
+        def update():
+            contract.reward = 350
+            contract.save()  # POST to the object's detail URL (Syncano's update route)
+            return contract
+
+        _, received = poll_one(
+            channel, room="contracts", last_id=state["last_contracts_id"], publish=update
+        )
+        expect_eq((contract.reward, contract.revision), (350, 2), "saved object")
+        expect_change(received, "update", "contracts", "update message")
+        payload = dict(received.payload)
+        expect(payload.pop("updated_at", None) is not None, "update payload without updated_at")
+        expect_eq(payload, {"id": contract.id, "revision": 2, "reward": 350}, "update payload")
+        state["last_contracts_id"] = received.id
+
+    @step
+    def increment_a_field_and_receive_the_result():
+        channel = state["channel"]
+        contract = state["contract"]
+        done = {}
+
+        def increment():
+            done["object"] = Object.please.increment(
+                "reward", 50, instance_name=state["instance"], class_name="contracts",
+                id=contract.id,
+            )
+            return done["object"]
+
+        _, received = poll_one(
+            channel, room="contracts", last_id=state["last_contracts_id"], publish=increment
+        )
+        expect_eq(done["object"].reward, 400, "incremented reward")
+        expect_change(received, "update", "contracts", "increment message")
+        expect_eq(
+            (received.payload.get("reward"), received.payload.get("revision")),
+            (400, 3),
+            "increment payload",
+        )
+        state["last_contracts_id"] = received.id
+
+    @step
+    def filter_and_order_objects():
+        for title, reward in [("Leshen", 90), ("Wyvern", 500)]:
+            Object.please.create(
+                instance_name=state["instance"], class_name="contracts", title=title, reward=reward
+            )
+        objects = Object.please.list(instance_name=state["instance"], class_name="contracts")
+        rich = objects.filter(reward__gte=100).order_by("-reward")
+        expect_eq([o.title for o in rich], ["Wyvern", "Griffin"], "reward >= 100, highest first")
+        count = Object.please.list(instance_name=state["instance"], class_name="contracts").count()
+        expect_eq(count, 3, "Object.please.count()")
+
+    @step
+    def delete_an_object_and_receive_its_delete_message():
+        channel = state["channel"]
+        contract = state["contract"]
+        contract_id = contract.id  # delete() forgets it
+
+        def delete():
+            contract.delete()
+            return contract
+
+        _, received = poll_one(
+            channel, room="contracts", last_id=state["last_contracts_id"], publish=delete
+        )
+        expect_change(received, "delete", "contracts", "delete message")
+        expect_eq(received.payload, {"id": contract_id}, "delete payload")
+        try:
+            Object.please.get(instance_name=state["instance"], class_name="contracts", id=contract_id)
+        except SyncanoDoesNotExist:
+            pass
+        else:
+            raise StepFailed("the deleted object can still be read")
 
     passed = failed = 0
     for function in steps:
