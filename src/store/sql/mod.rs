@@ -44,6 +44,18 @@ pub(super) enum Backend {
     Postgres(Clustered),
 }
 
+impl SqlStore {
+    /// How the database would run the list `query` of `class` (see `ObjectStore::list_objects`):
+    /// its plan, one line per row (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL).
+    pub async fn explain_object_list(
+        &self,
+        class: &crate::objects::Class,
+        query: &super::ObjectQuery,
+    ) -> StoreResult<Vec<String>> {
+        objects::explain_list(&self.db, class, query).await
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -158,8 +170,8 @@ impl From<&[u8]> for Arg {
 /// A statement: SQL text with `?` where each value goes, and the values in order.
 #[derive(Debug)]
 pub(super) struct Sql {
-    text: String,
-    args: Vec<Arg>,
+    pub(super) text: String,
+    pub(super) args: Vec<Arg>,
 }
 
 impl Sql {

@@ -237,6 +237,31 @@ pub(super) async fn list(
     all(db.read().all(sql).await?, rows::object)
 }
 
+/// The database's plan for the statement [`list`] runs: `EXPLAIN QUERY PLAN` on SQLite,
+/// `EXPLAIN` on PostgreSQL, one line per row. For benchmarks and operators checking that a
+/// class's indexes serve a query.
+pub(super) async fn explain_list(
+    db: &Db,
+    class: &Class,
+    query: &ObjectQuery,
+) -> StoreResult<Vec<String>> {
+    let dialect = db.dialect();
+    let list = and_page(matching(&SELECT, dialect, class, query), dialect, query);
+    let (prefix, column) = match dialect {
+        Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
+        Dialect::Postgres => ("EXPLAIN ", "QUERY PLAN"),
+    };
+    let sql = Sql {
+        text: format!("{prefix}{}", list.text),
+        args: list.args,
+    };
+    let rows = db.read().all(sql).await?;
+    Ok(rows
+        .iter()
+        .map(|row| row.raw(column))
+        .collect::<Result<_, _>>()?)
+}
+
 pub(super) async fn count(db: &Db, class: &Class, query: &ObjectQuery) -> StoreResult<i64> {
     let by_channel = query
         .conditions

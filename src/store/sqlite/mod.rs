@@ -103,14 +103,21 @@ impl SqlStore {
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the query planner's statistics are brought up to date.
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(600);
 
 /// Copies the WAL into the database file from a connection of its own. SQLite would otherwise
 /// checkpoint inside whichever commit crosses its threshold, holding that publish (and every
 /// publish queued behind it) for the whole copy and its fsync. A passive checkpoint never
 /// blocks the writer; the writer starts the WAL over once a checkpoint has caught up.
+///
+/// The same connection keeps the query planner's statistics fresh (`PRAGMA optimize`, bounded
+/// by `analysis_limit`), at start and then every `OPTIMIZE_EVERY`: the planner needs them to
+/// pick a class's filter index over its id order when a filter is selective.
 async fn checkpoint(mut connection: SqliteConnection, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_optimized: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -121,6 +128,14 @@ async fn checkpoint(mut connection: SqliteConnection, stop: CancellationToken) {
             .await
         {
             tracing::warn!("WAL checkpoint failed: {err}");
+        }
+        if last_optimized.is_none_or(|at| at.elapsed() >= OPTIMIZE_EVERY) {
+            last_optimized = Some(tokio::time::Instant::now());
+            for pragma in ["PRAGMA analysis_limit = 1000", "PRAGMA optimize = 0x10002"] {
+                if let Err(err) = sqlx::query(pragma).execute(&mut connection).await {
+                    tracing::warn!("refreshing query planner statistics failed: {err}");
+                }
+            }
         }
     }
     let _ = connection.close().await;
