@@ -23,8 +23,6 @@ use self::schema::Schema;
 /// The built-in class every instance has; it holds the users' profiles (SPEC §7, §10.1).
 pub const USER_PROFILE: &str = "user_profile";
 
-/// Most classes an instance may have besides `user_profile`, unless configured.
-pub const DEFAULT_MAX_CLASSES: u32 = 100;
 /// Largest stored size of an object's custom fields, in characters (SPEC §2.7).
 pub const MAX_OBJECT_CHARS: usize = 32_768;
 

@@ -282,10 +282,11 @@ fn assert_timestamp(value: &Value) {
 /// `message` with its `created_at` checked for the §2.3 form and removed.
 #[track_caller]
 fn sans_created_at(message: &Value) -> Value {
+    let original = message;
     let mut message = message.clone();
     let created_at = message
         .as_object_mut()
-        .unwrap_or_else(|| panic!("not a message: {message}"))
+        .unwrap_or_else(|| panic!("not a message: {original}"))
         .remove("created_at")
         .unwrap_or_else(|| panic!("a message has a created_at"));
     assert_timestamp(&created_at);
