@@ -4,13 +4,16 @@
 //! `filter_index` / `order_index` is a partial expression index on that table, limited to the
 //! class's rows (`WHERE class_id = <id>`), so a filtered or ordered list of one class reads an
 //! index of that class only. Queries spell each expression exactly as the index does (see
-//! [`value_expr`]), with the class id as a literal, because both databases only use a partial
+//! [`value_operand`]), with the class id as a literal, because both databases only use a partial
 //! index when the query's condition visibly implies the index's.
 
 use async_trait::async_trait;
 
+use serde_json::Value;
+
 use super::{Dialect, Sql, SqlStore, Tx, all, lock_row, raw, raw_opt, rows};
 use crate::model;
+use crate::objects::query::Scalar;
 use crate::objects::schema::{FieldDef, FieldIndex, FieldType, IndexKind, Schema};
 use crate::objects::{Access, Class, USER_PROFILE};
 use crate::store::{
@@ -18,26 +21,80 @@ use crate::store::{
     missing_parent_or, not_found, touched_one,
 };
 
+/// How a value appears in SQL: an expression, and how a value compared with it is written.
+pub(super) struct Operand {
+    pub expr: String,
+    /// Compared values are JSON (PostgreSQL `jsonb`) rather than typed SQL values.
+    json: bool,
+}
+
+impl Operand {
+    /// A plain column.
+    pub fn column(column: &str) -> Operand {
+        Operand {
+            expr: column.to_owned(),
+            json: false,
+        }
+    }
+
+    /// The placeholder of a value compared with this operand.
+    pub fn param(&self) -> &'static str {
+        if self.json { "CAST(? AS jsonb)" } else { "?" }
+    }
+
+    /// Binds a compared value (for [`Operand::param`]).
+    pub fn bind(&self, sql: Sql, value: &Scalar) -> Sql {
+        if self.json {
+            let text = match value {
+                Scalar::Int(n) => n.to_string(),
+                Scalar::Float(f) => Value::from(*f).to_string(),
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Text(s) => Value::from(s.as_str()).to_string(),
+            };
+            return sql.bind(raw(text));
+        }
+        match value {
+            Scalar::Int(n) => sql.bind(*n),
+            Scalar::Float(f) => sql.bind(*f),
+            Scalar::Text(s) => sql.bind(s.as_str()),
+            Scalar::Bool(b) => sql.bind(*b),
+        }
+    }
+}
+
 /// A comparable custom field's value in the document of table alias `table` (`""` inside index
-/// definitions), typed so that comparisons and order follow the field's type. `None` for types
-/// that are only tested for presence. Field names are `[A-Za-z][A-Za-z0-9_]*` (the schema
-/// guarantees it), so they are safe inside the SQL literal.
-pub(super) fn value_expr(dialect: Dialect, def: &FieldDef, table: &str) -> Option<String> {
+/// definitions), comparing and ordering as the field's type does. `None` for types that are
+/// only tested for presence. Field names are `[A-Za-z][A-Za-z0-9_]*` (the schema guarantees
+/// it), so they are safe inside the SQL literal.
+///
+/// On PostgreSQL a non-string value stays `jsonb` (numbers compare as numbers, booleans as
+/// booleans) rather than being cast: the expression must never fail on another class's row
+/// where a field of the same name has another type, because extended statistics evaluate it on
+/// every row of the table. Strings compare by code point, as on SQLite (SPEC §10.9).
+pub(super) fn value_operand(dialect: Dialect, def: &FieldDef, table: &str) -> Option<Operand> {
     let name = &def.name;
-    let cast = match def.kind {
-        FieldType::String => "text",
-        FieldType::Integer | FieldType::Datetime | FieldType::Reference => "bigint",
-        FieldType::Float => "double precision",
-        FieldType::Boolean => "boolean",
+    let string = match def.kind {
+        FieldType::String => true,
+        FieldType::Integer
+        | FieldType::Float
+        | FieldType::Datetime
+        | FieldType::Reference
+        | FieldType::Boolean => false,
         _ => return None,
     };
     Some(match dialect {
-        Dialect::Sqlite => format!("json_extract({table}data, '$.{name}')"),
-        // Strings compare by code point, as on SQLite (SPEC §10.9).
-        Dialect::Postgres if cast == "text" => {
-            format!("(({table}data ->> '{name}') COLLATE \"C\")")
-        }
-        Dialect::Postgres => format!("(({table}data ->> '{name}')::{cast})"),
+        Dialect::Sqlite => Operand {
+            expr: format!("json_extract({table}data, '$.{name}')"),
+            json: false,
+        },
+        Dialect::Postgres if string => Operand {
+            expr: format!("(({table}data ->> '{name}') COLLATE \"C\")"),
+            json: false,
+        },
+        Dialect::Postgres => Operand {
+            expr: format!("({table}data -> '{name}')"),
+            json: true,
+        },
     })
 }
 
@@ -59,15 +116,16 @@ pub(super) fn order_key(expr: &str, table: &str) -> [String; 3] {
     ]
 }
 
+/// FNV-1a: short, stable names for indexes and statistics.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn index_name(class_id: i64, index: &FieldIndex) -> String {
-    // FNV-1a of the (case-sensitive) field name keeps the name short on PostgreSQL (63 bytes).
-    let hash = index
-        .field
-        .name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+    // A hash of the (case-sensitive) field name keeps the name short on PostgreSQL (63 bytes).
+    let hash = fnv(&index.field.name);
     let kind = match index.kind {
         IndexKind::Filter => 'f',
         IndexKind::Order => 'o',
@@ -75,18 +133,24 @@ fn index_name(class_id: i64, index: &FieldIndex) -> String {
     format!("obj_{class_id}_{hash:016x}_{kind}")
 }
 
+/// Creates a class's index on one field: `(value, id)` for filters (an equality then also
+/// yields id order), `(value IS NULL, value, id)` for order. On PostgreSQL the value's
+/// expression also gets extended statistics: the planner does not use a partial index's own
+/// statistics, and without them it cannot tell a selective filter from one that matches half
+/// the class.
 async fn create_index(
     tx: &mut Tx,
     dialect: Dialect,
     class_id: i64,
     index: &FieldIndex,
 ) -> sqlx::Result<()> {
-    let Some(expr) = value_expr(dialect, &index.field, "") else {
+    let Some(operand) = value_operand(dialect, &index.field, "") else {
         // Presence-only types (array, geopoint, relation) are filtered by scanning the class.
         return Ok(());
     };
+    let expr = operand.expr;
     let columns = match index.kind {
-        IndexKind::Filter => expr,
+        IndexKind::Filter => format!("{expr}, id"),
         IndexKind::Order => order_key(&expr, "").join(", "),
     };
     let name = index_name(class_id, index);
@@ -94,6 +158,20 @@ async fn create_index(
         "CREATE INDEX IF NOT EXISTS \"{name}\" ON objects ({columns}) WHERE class_id = {class_id}"
     );
     tx.exec().run(Sql::new(sql)).await?;
+    if dialect == Dialect::Postgres {
+        // Shared by every class with a field of this name and kind; never dropped (cheap). A
+        // node creating the same statistics at the same moment wins the race harmlessly.
+        let sql = format!(
+            "CREATE STATISTICS IF NOT EXISTS \"objstat_{:016x}\" ON ({expr}) FROM objects",
+            fnv(&expr)
+        );
+        tx.exec().run(Sql::new("SAVEPOINT statistics")).await?;
+        let outcome = tx.exec().run(Sql::new(sql)).await;
+        if outcome.is_err() {
+            tx.exec().run(Sql::new("ROLLBACK TO statistics")).await?;
+        }
+        tx.exec().run(Sql::new("RELEASE statistics")).await?;
+    }
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-use super::classes::{order_key, presence_expr, value_expr};
+use super::classes::{Operand, order_key, presence_expr, value_operand};
 use super::messages::store_message;
 use super::rows::{self, object_columns};
 use super::{Backend, Conn, Db, Dialect, Sql, SqlStore, all, raw};
@@ -58,15 +58,6 @@ async fn locked(conn: &mut Conn<'_>, class: &Class, id: i64) -> StoreResult<Data
     Ok(rows::object(&row)?)
 }
 
-fn bind_scalar(sql: Sql, value: &Scalar) -> Sql {
-    match value {
-        Scalar::Int(n) => sql.bind(*n),
-        Scalar::Float(f) => sql.bind(*f),
-        Scalar::Text(s) => sql.bind(s.as_str()),
-        Scalar::Bool(b) => sql.bind(*b),
-    }
-}
-
 fn builtin_column(builtin: Builtin) -> &'static str {
     match builtin {
         Builtin::Id => "o.id",
@@ -80,47 +71,50 @@ fn builtin_column(builtin: Builtin) -> &'static str {
     }
 }
 
-/// The SQL expression a condition tests.
-fn condition_expr(dialect: Dialect, condition: &Condition) -> String {
+/// What a condition tests.
+fn condition_operand(dialect: Dialect, condition: &Condition) -> Operand {
     match &condition.field {
-        Field::Builtin(builtin) => builtin_column(*builtin).to_owned(),
-        Field::Custom(def) => match (&condition.lookup, value_expr(dialect, def, "o.")) {
-            (Lookup::Exists(_), _) | (_, None) => presence_expr(dialect, def, "o."),
-            (_, Some(expr)) => expr,
+        Field::Builtin(builtin) => Operand::column(builtin_column(*builtin)),
+        Field::Custom(def) => match (&condition.lookup, value_operand(dialect, def, "o.")) {
+            (Lookup::Exists(_), _) | (_, None) => {
+                Operand::column(&presence_expr(dialect, def, "o."))
+            }
+            (_, Some(operand)) => operand,
         },
     }
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
+fn placeholders(param: &str, n: usize) -> String {
+    vec![param; n].join(", ")
 }
 
 /// Appends the query's conditions (ANDed). A null value matches `_neq` and `_nin` (it is not
 /// equal to the value), and nothing else but `_exists: false`.
 fn and_conditions(mut sql: Sql, dialect: Dialect, conditions: &[Condition]) -> Sql {
     for condition in conditions {
-        let expr = condition_expr(dialect, condition);
+        let operand = condition_operand(dialect, condition);
+        let (expr, param) = (&operand.expr, operand.param());
+        let bind = |sql: Sql, value: &Scalar| operand.bind(sql, value);
         sql = match &condition.lookup {
-            Lookup::Compare(Comparison::Neq, value) => bind_scalar(
-                sql.push(&format!(" AND ({expr} IS NULL OR {expr} <> ?)")),
+            Lookup::Compare(Comparison::Neq, value) => bind(
+                sql.push(&format!(" AND ({expr} IS NULL OR {expr} <> {param})")),
                 value,
             ),
-            Lookup::Compare(comparison, value) => bind_scalar(
-                sql.push(&format!(" AND {expr} {} ?", comparison.sql())),
+            Lookup::Compare(comparison, value) => bind(
+                sql.push(&format!(" AND {expr} {} {param}", comparison.sql())),
                 value,
             ),
             Lookup::In(values) if values.is_empty() => sql.push(" AND 1 = 0"),
             Lookup::In(values) => {
-                let sql = sql.push(&format!(" AND {expr} IN ({})", placeholders(values.len())));
-                values.iter().fold(sql, bind_scalar)
+                let list = placeholders(param, values.len());
+                let sql = sql.push(&format!(" AND {expr} IN ({list})"));
+                values.iter().fold(sql, bind)
             }
             Lookup::NotIn(values) if values.is_empty() => sql,
             Lookup::NotIn(values) => {
-                let sql = sql.push(&format!(
-                    " AND ({expr} IS NULL OR {expr} NOT IN ({}))",
-                    placeholders(values.len())
-                ));
-                values.iter().fold(sql, bind_scalar)
+                let list = placeholders(param, values.len());
+                let sql = sql.push(&format!(" AND ({expr} IS NULL OR {expr} NOT IN ({list}))"));
+                values.iter().fold(sql, bind)
             }
             Lookup::Exists(true) => sql.push(&format!(" AND {expr} IS NOT NULL")),
             Lookup::Exists(false) => sql.push(&format!(" AND {expr} IS NULL")),
@@ -160,13 +154,14 @@ fn matching(select: &str, dialect: Dialect, class: &Class, query: &ObjectQuery) 
     )
 }
 
-/// The value an order is by, for custom fields (which may be null) and built-in timestamps.
-fn order_expr(dialect: Dialect, order: &Order) -> Option<(String, bool)> {
+/// The value an order is by, for custom fields (which may be null) and built-in timestamps,
+/// and whether it may be null.
+fn order_operand(dialect: Dialect, order: &Order) -> Option<(Operand, bool)> {
     match &order.field {
-        Field::Builtin(Builtin::CreatedAt) => Some(("o.created_at".into(), false)),
-        Field::Builtin(Builtin::UpdatedAt) => Some(("o.updated_at".into(), false)),
+        Field::Builtin(Builtin::CreatedAt) => Some((Operand::column("o.created_at"), false)),
+        Field::Builtin(Builtin::UpdatedAt) => Some((Operand::column("o.updated_at"), false)),
         Field::Builtin(_) => None,
-        Field::Custom(def) => value_expr(dialect, def, "o.").map(|expr| (expr, true)),
+        Field::Custom(def) => value_operand(dialect, def, "o.").map(|operand| (operand, true)),
     }
 }
 
@@ -180,7 +175,7 @@ fn and_page(mut sql: Sql, dialect: Dialect, query: &ObjectQuery) -> Sql {
     } else {
         (">", "ASC")
     };
-    match order_expr(dialect, order) {
+    match order_operand(dialect, order) {
         None => {
             if let Some(after) = &query.after {
                 sql = sql.push(&format!(" AND o.id {gt} ?")).bind(after.id);
@@ -188,7 +183,8 @@ fn and_page(mut sql: Sql, dialect: Dialect, query: &ObjectQuery) -> Sql {
             sql.push(&format!(" ORDER BY o.id {direction} LIMIT ?"))
                 .bind(query.limit)
         }
-        Some((expr, nullable)) => {
+        Some((operand, nullable)) => {
+            let expr = operand.expr.clone();
             sql = match (&query.after, nullable) {
                 (None, _) => sql,
                 (
@@ -198,12 +194,12 @@ fn and_page(mut sql: Sql, dialect: Dialect, query: &ObjectQuery) -> Sql {
                     }),
                     _,
                 ) => {
-                    let tuple = format!("({expr}, o.id) {gt} (?, ?)");
+                    let tuple = format!("({expr}, o.id) {gt} ({}, ?)", operand.param());
                     let condition = match (nullable, order.descending) {
                         (true, false) => format!(" AND ({expr} IS NULL OR {tuple})"),
                         _ => format!(" AND {tuple}"),
                     };
-                    bind_scalar(sql.push(&condition), value).bind(*id)
+                    operand.bind(sql.push(&condition), value).bind(*id)
                 }
                 (Some(Cursor { value: None, id }), _) if order.descending => sql
                     .push(&format!(" AND ({expr} IS NOT NULL OR o.id < ?)"))
