@@ -179,13 +179,12 @@ async fn read_channel(
     fields: &Fields,
     errors: &mut FieldErrors,
 ) -> Result<Option<(Arc<Channel>, Option<String>)>, ApiError> {
-    let name = match errors
-        .check("channel", input::string(fields, "channel", 64, true))
-        .flatten()
-    {
-        None => None,
-        Some(name) if name.is_empty() => None,
-        Some(name) => Some(name),
+    let name = match fields.get("channel") {
+        None | Some(Value::Null) => None,
+        Some(_) => errors
+            .check("channel", input::string(fields, "channel", 64, true))
+            .flatten()
+            .filter(|name| !name.is_empty()),
     };
     let room = match fields.get("channel_room") {
         None | Some(Value::Null) => None,

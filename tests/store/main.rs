@@ -9,6 +9,7 @@ mod accounts;
 mod channels;
 mod cluster;
 mod messages;
+mod objects;
 mod users;
 
 use std::future::Future;
@@ -57,6 +58,8 @@ impl CommitListener for Recorder {
 pub struct Ctx {
     pub backend: Backend,
     pub store: Arc<dyn Store>,
+    /// The same store, for what only the concrete type offers (`explain_object_list`).
+    pub sql: Arc<SqlStore>,
     pub heard: Arc<Recorder>,
 }
 
@@ -74,9 +77,11 @@ where
     let store = SqlStore::open_sqlite(&dir.path().join("store.db"), false, POOL, heard.clone())
         .await
         .expect("open SQLite store");
+    let sql = Arc::new(store);
     let outcome = AssertUnwindSafe(case(Ctx {
         backend: Backend::Sqlite,
-        store: Arc::new(store),
+        store: sql.clone(),
+        sql,
         heard,
     }))
     .catch_unwind()
@@ -92,9 +97,11 @@ where
         let store = SqlStore::open_postgres(&url, POOL, heard.clone())
             .await
             .expect("open PostgreSQL store");
+        let sql = Arc::new(store);
         case(Ctx {
             backend: Backend::Postgres,
-            store: Arc::new(store),
+            store: sql.clone(),
+            sql,
             heard,
         })
         .await;

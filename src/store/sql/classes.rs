@@ -123,7 +123,7 @@ fn fnv(text: &str) -> u64 {
     })
 }
 
-fn index_name(class_id: i64, index: &FieldIndex) -> String {
+pub(super) fn index_name(class_id: i64, index: &FieldIndex) -> String {
     // A hash of the (case-sensitive) field name keeps the name short on PostgreSQL (63 bytes).
     let hash = fnv(&index.field.name);
     let kind = match index.kind {

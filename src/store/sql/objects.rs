@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-use super::classes::{Operand, order_key, presence_expr, value_operand};
+use super::classes::{Operand, index_name, order_key, presence_expr, value_operand};
 use super::messages::store_message;
 use super::rows::{self, object_columns};
 use super::{Backend, Conn, Db, Dialect, Sql, SqlStore, all, raw};
@@ -19,7 +19,7 @@ use crate::model;
 use crate::objects::query::{Builtin, Comparison, Condition, Field, Lookup, Order, Scalar};
 use crate::objects::render::{change_metadata, created_payload, deleted_payload, updated_payload};
 use crate::objects::rules::{check_delete, plan_update};
-use crate::objects::schema::FieldType;
+use crate::objects::schema::{FieldIndex, FieldType, IndexKind};
 use crate::objects::{Access, Class, DataObject};
 use crate::store::writer::Committed;
 use crate::store::{
@@ -27,10 +27,11 @@ use crate::store::{
     User, Write, Written, conflict, missing_parent_or, not_found, touched_one,
 };
 
+static COLUMNS: LazyLock<String> = LazyLock::new(|| object_columns("o", "ch", ""));
 static SELECT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM objects o LEFT JOIN channels ch ON ch.id = o.channel_id",
-        object_columns("o", "ch", "")
+        *COLUMNS
     )
 });
 
@@ -144,10 +145,64 @@ fn and_readable(sql: Sql, access: &Access) -> Sql {
     }
 }
 
-/// The class's rows matching a query's conditions and permissions (the WHERE clause is left
-/// open). The class id is a literal: partial indexes are only used when the condition shows.
-fn matching(select: &str, dialect: Dialect, class: &Class, query: &ObjectQuery) -> Sql {
-    let sql = Sql::new(format!("{select} WHERE o.class_id = {}", class.id));
+/// The class index SQLite is told to use (`INDEXED BY`): the filter index of the first
+/// equality or `_in` condition on an indexed custom field, else, for a list, the order index of
+/// a custom `order_by`. Without statistics (a new database, or data grown since the last
+/// `PRAGMA optimize`) SQLite sees the class's id index as just as good and would scan the class;
+/// an equality's `(value, id)` index never reads more than its matches. PostgreSQL needs no
+/// hint: it has the expressions' statistics (see `classes::create_index`).
+fn sqlite_index(class: &Class, query: &ObjectQuery, ordered: bool) -> Option<String> {
+    let filter = query
+        .conditions
+        .iter()
+        .find_map(|condition| match condition {
+            Condition {
+                field: Field::Custom(def),
+                lookup: Lookup::Compare(Comparison::Eq, _) | Lookup::In(_),
+            } if def.filter_index && value_operand(Dialect::Sqlite, def, "o.").is_some() => {
+                Some(FieldIndex {
+                    field: def.clone(),
+                    kind: IndexKind::Filter,
+                })
+            }
+            _ => None,
+        });
+    let order = match &query.order.field {
+        Field::Custom(def) if ordered && def.order_index => Some(FieldIndex {
+            field: def.clone(),
+            kind: IndexKind::Order,
+        }),
+        _ => None,
+    };
+    filter.or(order).map(|index| index_name(class.id, &index))
+}
+
+/// `SELECT <columns> FROM objects o ... WHERE` the class's rows matching a query's conditions
+/// and permissions (the WHERE clause is left open). The class id is a literal: partial indexes
+/// are only used when the condition shows. `ordered`: the statement pages in the query's order.
+fn matching(
+    columns: &str,
+    channel: bool,
+    dialect: Dialect,
+    class: &Class,
+    query: &ObjectQuery,
+    ordered: bool,
+) -> Sql {
+    let hint = match dialect {
+        Dialect::Sqlite => sqlite_index(class, query, ordered)
+            .map(|name| format!(" INDEXED BY \"{name}\""))
+            .unwrap_or_default(),
+        Dialect::Postgres => String::new(),
+    };
+    let join = if channel {
+        " LEFT JOIN channels ch ON ch.id = o.channel_id"
+    } else {
+        ""
+    };
+    let sql = Sql::new(format!(
+        "SELECT {columns} FROM objects o{hint}{join} WHERE o.class_id = {}",
+        class.id
+    ));
     and_readable(
         and_conditions(sql, dialect, &query.conditions),
         &query.access,
@@ -229,7 +284,11 @@ pub(super) async fn list(
     query: &ObjectQuery,
 ) -> StoreResult<Vec<DataObject>> {
     let dialect = db.dialect();
-    let sql = and_page(matching(&SELECT, dialect, class, query), dialect, query);
+    let sql = and_page(
+        matching(&COLUMNS, true, dialect, class, query, true),
+        dialect,
+        query,
+    );
     all(db.read().all(sql).await?, rows::object)
 }
 
@@ -242,7 +301,11 @@ pub(super) async fn explain_list(
     query: &ObjectQuery,
 ) -> StoreResult<Vec<String>> {
     let dialect = db.dialect();
-    let list = and_page(matching(&SELECT, dialect, class, query), dialect, query);
+    let list = and_page(
+        matching(&COLUMNS, true, dialect, class, query, true),
+        dialect,
+        query,
+    );
     let (prefix, column) = match dialect {
         Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
         Dialect::Postgres => ("EXPLAIN ", "QUERY PLAN"),
@@ -263,12 +326,14 @@ pub(super) async fn count(db: &Db, class: &Class, query: &ObjectQuery) -> StoreR
         .conditions
         .iter()
         .any(|c| c.field == Field::Builtin(Builtin::Channel));
-    let select = if by_channel {
-        "SELECT COUNT(*) AS n FROM objects o LEFT JOIN channels ch ON ch.id = o.channel_id"
-    } else {
-        "SELECT COUNT(*) AS n FROM objects o"
-    };
-    let sql = matching(select, db.dialect(), class, query);
+    let sql = matching(
+        "COUNT(*) AS n",
+        by_channel,
+        db.dialect(),
+        class,
+        query,
+        false,
+    );
     Ok(db.read().one(sql).await?.int("n")?)
 }
 
