@@ -1070,56 +1070,63 @@ async fn deleting_an_object_stores_a_delete_message_holding_only_its_id() {
 // ---------------------------------------------------------------------------------------------
 // What publishes nothing
 
+/// Creates (as `creds`), updates and deletes an object from `body`, which has no channel, and
+/// asserts that none of it stored a message in `witchers`, `board` or `default`.
+async fn assert_publishes_nothing(app: &TestApp, creds: &Creds, body: Value) {
+    let before = probe(app).await;
+    let default_probe = json!({"room": "probe"});
+    let before_default = id_of(&app.publish("rivia", "default", default_probe.clone()).await);
+
+    let object = create(app, creds, body).await;
+    assert_eq!(object["channel"], Value::Null);
+    assert_eq!(object["channel_room"], Value::Null);
+    assert!(object["links"].get("channel").is_none(), "{object}");
+    let id = object_id(&object);
+    patch(app, creds, id, json!({"reward": {"_increment": 5}})).await;
+    patch(
+        app,
+        creds,
+        id,
+        json!({"title": "Bruxa", "other_permissions": "read"}),
+    )
+    .await;
+    delete(app, creds, id).await;
+
+    assert_eq!(probe(app).await, before + 1);
+    let after_default = id_of(&app.publish("rivia", "default", default_probe).await);
+    assert_eq!(after_default, before_default + 1);
+    assert_eq!(history(app, "board", None).await, Vec::<Value>::new());
+    assert_eq!(
+        history(app, "witchers", Some("novigrad")).await,
+        Vec::<Value>::new()
+    );
+}
+
 #[tokio::test]
 async fn an_object_without_a_channel_publishes_nothing() {
     let app = TestApp::spawn().await;
     let rivia = rivia(&app).await;
-    let before = probe(&app).await;
-    let before_default = id_of(
-        &app.publish("rivia", "default", json!({"room": "probe"}))
-            .await,
-    );
-
-    let plain = create(&app, &rivia.owner, json!({"title": "Griffin"})).await;
-    let explicit = create(
+    assert_publishes_nothing(&app, &rivia.owner, json!({"title": "Griffin"})).await;
+    // A room without a channel is no room (SPEC silent; Herald stores null).
+    assert_publishes_nothing(
         &app,
         &rivia.trusted,
-        json!({"title": "Leshen", "channel": null, "channel_room": "novigrad"}),
+        json!({"title": "Leshen", "channel_room": "novigrad"}),
     )
     .await;
-    for object in [&plain, &explicit] {
-        assert_eq!(object["channel"], Value::Null);
-        assert_eq!(object["channel_room"], Value::Null);
-        assert!(object["links"].get("channel").is_none(), "{object}");
-    }
-    patch(
+}
+
+#[tokio::test]
+async fn an_object_created_with_a_null_channel_has_none_and_publishes_nothing() {
+    let app = TestApp::spawn().await;
+    let rivia = rivia(&app).await;
+    // §10.3: `channel` is "channel name or null".
+    assert_publishes_nothing(
         &app,
         &rivia.owner,
-        object_id(&plain),
-        json!({"reward": {"_increment": 5}}),
+        json!({"title": "Griffin", "channel": null, "channel_room": null}),
     )
     .await;
-    patch(
-        &app,
-        &rivia.trusted,
-        object_id(&explicit),
-        json!({"title": "Bruxa"}),
-    )
-    .await;
-    delete(&app, &rivia.owner, object_id(&plain)).await;
-    delete(&app, &rivia.trusted, object_id(&explicit)).await;
-
-    assert_eq!(probe(&app).await, before + 1);
-    let after_default = id_of(
-        &app.publish("rivia", "default", json!({"room": "probe"}))
-            .await,
-    );
-    assert_eq!(after_default, before_default + 1);
-    assert_eq!(history(&app, "board", None).await, Vec::<Value>::new());
-    assert_eq!(
-        history(&app, "witchers", Some("novigrad")).await,
-        Vec::<Value>::new()
-    );
 }
 
 #[tokio::test]
@@ -1641,7 +1648,7 @@ async fn deleting_the_channel_detaches_its_objects_which_then_publish_nothing() 
 // ---------------------------------------------------------------------------------------------
 // Concurrency (§10.7, §9.11)
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_increments_publish_one_message_per_increment_in_the_order_they_applied() {
     const TASKS: i64 = 4;
     const EACH: i64 = 25;
@@ -1662,6 +1669,13 @@ async fn concurrent_increments_publish_one_message_per_increment_in_the_order_th
             "api_key={}&room=novigrad&last_id={create_id}",
             rivia.trusted.api_key
         ),
+    )
+    .await;
+    let mut sse = sse_connect(
+        &app,
+        &sse_path("witchers", &format!("room=novigrad&last_id={create_id}")),
+        Some(&rivia.trusted.api_key),
+        &[],
     )
     .await;
 
@@ -1728,6 +1742,9 @@ async fn concurrent_increments_publish_one_message_per_increment_in_the_order_th
             without_links(message),
             "WebSocket"
         );
+    }
+    for message in &messages {
+        assert_eq!(sse.next_message().await, without_links(message), "SSE");
     }
     assert_eq!(probe(&app).await, create_id + total + 1);
 }
