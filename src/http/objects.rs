@@ -140,6 +140,23 @@ async fn readable_object(
     Ok((object, level))
 }
 
+/// The object a write addresses: readable (else `Not found.`), at `needed` level (else 403),
+/// and, for a user, on a channel they may publish to.
+async fn writable_object(
+    app: &App,
+    os: &ObjectScope,
+    params: &PathParams,
+    needed: ObjectPermission,
+) -> Result<DataObject, ApiError> {
+    let (object, level) = readable_object(app, os, params).await?;
+    if level < needed {
+        return Err(ApiError::PermissionDenied);
+    }
+    let channel = object.channel.as_deref();
+    check_channel_publish(app, &os.scope.caller, os.scope.instance.id, channel).await?;
+    Ok(object)
+}
+
 fn written_object(written: Written) -> Result<DataObject, ApiError> {
     match written {
         Written::Object(object) => Ok(object),
@@ -297,17 +314,7 @@ async fn update_object(
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
     let os = object_scope(&app, &req, &params, true).await?;
-    let (current, level) = readable_object(&app, &os, &params).await?;
-    if level < ObjectPermission::Write {
-        return Err(ApiError::PermissionDenied);
-    }
-    check_channel_publish(
-        &app,
-        &os.scope.caller,
-        os.scope.instance.id,
-        current.channel.as_deref(),
-    )
-    .await?;
+    let current = writable_object(&app, &os, &params, ObjectPermission::Write).await?;
     let fields = req.fields().await?;
     let mut errors = FieldErrors::default();
     let input = read_object(
@@ -343,17 +350,7 @@ async fn delete_object(
     if os.class.is_user_profile() {
         return Err(ApiError::PermissionDenied);
     }
-    let (current, level) = readable_object(&app, &os, &params).await?;
-    if level < ObjectPermission::Full {
-        return Err(ApiError::PermissionDenied);
-    }
-    check_channel_publish(
-        &app,
-        &os.scope.caller,
-        os.scope.instance.id,
-        current.channel.as_deref(),
-    )
-    .await?;
+    let current = writable_object(&app, &os, &params, ObjectPermission::Full).await?;
     let write = Write::DeleteObject {
         class: os.class.clone(),
         id: current.id,

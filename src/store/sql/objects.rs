@@ -278,17 +278,18 @@ fn and_page(mut sql: Sql, dialect: Dialect, query: &ObjectQuery) -> Sql {
     }
 }
 
+/// The statement that reads one page of a class's objects.
+fn list_statement(dialect: Dialect, class: &Class, query: &ObjectQuery) -> Sql {
+    let sql = matching(&COLUMNS, true, dialect, class, query, true);
+    and_page(sql, dialect, query)
+}
+
 pub(super) async fn list(
     db: &Db,
     class: &Class,
     query: &ObjectQuery,
 ) -> StoreResult<Vec<DataObject>> {
-    let dialect = db.dialect();
-    let sql = and_page(
-        matching(&COLUMNS, true, dialect, class, query, true),
-        dialect,
-        query,
-    );
+    let sql = list_statement(db.dialect(), class, query);
     all(db.read().all(sql).await?, rows::object)
 }
 
@@ -301,11 +302,7 @@ pub(super) async fn explain_list(
     query: &ObjectQuery,
 ) -> StoreResult<Vec<String>> {
     let dialect = db.dialect();
-    let list = and_page(
-        matching(&COLUMNS, true, dialect, class, query, true),
-        dialect,
-        query,
-    );
+    let list = list_statement(dialect, class, query);
     let (prefix, column) = match dialect {
         Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
         Dialect::Postgres => ("EXPLAIN ", "QUERY PLAN"),
