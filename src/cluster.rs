@@ -55,8 +55,10 @@ pub enum Change {
         name: String,
         channel_id: i64,
     },
-    /// Every channel of an instance may be stale (a group they named was deleted).
+    /// Every channel and class of an instance may be stale (a group they named was deleted).
     Channels { instance_id: i64 },
+    /// A class was changed or deleted.
+    Class { instance_id: i64, name: String },
     /// An instance changed or was renamed (cached by name).
     Instance { id: i64, name: String },
     /// An instance was deleted: its keys and streams end.

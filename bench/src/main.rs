@@ -6,6 +6,8 @@
 //! Latency is end to end: the publisher writes its send time (nanoseconds on this process's
 //! monotonic clock) into the payload, and each subscriber subtracts it on arrival.
 
+mod audience;
+mod objects;
 mod server;
 
 use std::sync::Arc;
@@ -14,13 +16,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-use server::{Fixture, Frame, Herald, Protocol, int_field, payload};
+use audience::Audience;
+use server::{Fixture, Herald, Protocol, int_field, payload};
 
 #[derive(Parser)]
 #[command(
@@ -126,6 +129,15 @@ enum Scenario {
         #[arg(long, default_value = "3", value_parser = seconds)]
         hold: Duration,
     },
+    /// Data objects: N keep-alive connections creating or updating objects as fast as they
+    /// can, with or without change messages; server CPU time per write.
+    ObjectsWrite(objects::WriteArgs),
+    /// S WebSocket subscribers of one room; one object updated R times/s; its change messages.
+    ObjectsFanout(objects::FanoutArgs),
+    /// Creates N objects, then times list queries (range, equality, order, count) over them.
+    ObjectsQuery(objects::QueryArgs),
+    /// The database's plan of the objects-query lists (no server; SQLite only once it stopped).
+    ObjectsExplain(objects::ExplainArgs),
 }
 
 fn seconds(raw: &str) -> Result<Duration, String> {
@@ -138,10 +150,13 @@ fn seconds(raw: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{raw}` is not a number of seconds"))
 }
 
-/// Long-polls and replay from a stored position are Herald features a Pusher server lacks.
+/// Long-polls, replay from a stored position and data objects are Herald features a Pusher
+/// server lacks.
 fn herald_only(target: &Target, scenario: &str) -> anyhow::Result<()> {
     if target.protocol != Protocol::Herald {
-        bail!("{scenario} runs against Herald only (a Pusher server has no long-polls or history)");
+        bail!(
+            "{scenario} runs against Herald only (a Pusher server has no long-polls, history or data objects)"
+        );
     }
     Ok(())
 }
@@ -268,101 +283,6 @@ async fn run_publish(
     }))
 }
 
-/// What one fan-out subscriber saw of messages numbered 1..=total.
-struct Seen {
-    latencies: Histogram<u64>,
-    /// Bit n set: message n arrived.
-    arrived: Vec<u64>,
-    /// Distinct messages that arrived.
-    distinct: u64,
-    received: u64,
-    duplicated: u64,
-    /// Messages that arrived after a higher-numbered one.
-    reordered: u64,
-    highest: u64,
-    /// The server closed the socket (or it failed) before every message arrived.
-    disconnected: bool,
-}
-
-impl Seen {
-    fn new(total: u64) -> Seen {
-        Seen {
-            latencies: histogram(),
-            arrived: vec![0; (total as usize + 1).div_ceil(64)],
-            distinct: 0,
-            received: 0,
-            duplicated: 0,
-            reordered: 0,
-            highest: 0,
-            disconnected: false,
-        }
-    }
-
-    fn record(&mut self, number: u64, latency_ns: u64) -> anyhow::Result<()> {
-        let (word, bit) = ((number / 64) as usize, 1u64 << (number % 64));
-        let Some(slot) = self.arrived.get_mut(word).filter(|_| number > 0) else {
-            bail!(
-                "message number {number} is outside 1..={}",
-                self.arrived.len() * 64 - 1
-            );
-        };
-        self.received += 1;
-        self.latencies.saturating_record(latency_ns);
-        if *slot & bit != 0 {
-            self.duplicated += 1;
-        } else {
-            *slot |= bit;
-            self.distinct += 1;
-        }
-        if number < self.highest {
-            self.reordered += 1;
-        }
-        self.highest = self.highest.max(number);
-        Ok(())
-    }
-}
-
-/// One fan-out subscriber: reads until every message 1..=total arrived, the socket ends, or
-/// `stop` turns true.
-async fn subscriber(
-    fixture: Arc<Fixture>,
-    mut socket: server::Ws,
-    base: Instant,
-    total: u64,
-    mut stop: watch::Receiver<bool>,
-    progress: Arc<AtomicU64>,
-) -> anyhow::Result<Seen> {
-    let mut seen = Seen::new(total);
-    let stopped = stop.wait_for(|s| *s);
-    tokio::pin!(stopped);
-    while seen.distinct < total {
-        let frame = tokio::select! {
-            biased;
-            frame = socket.next() => frame,
-            _ = &mut stopped => break,
-        };
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                seen.disconnected = true;
-                break;
-            }
-            Some(Ok(_)) => continue,
-        };
-        match fixture.read(&text) {
-            Frame::Message { number, sent_ns } => {
-                let now = base.elapsed().as_nanos() as u64;
-                seen.record(number, now.saturating_sub(sent_ns))?;
-                progress.fetch_add(1, Ordering::Relaxed);
-            }
-            Frame::Ping => socket.send(Fixture::pong()).await?,
-            Frame::Control => {}
-            Frame::Unexpected => bail!("unexpected frame: {text}"),
-        }
-    }
-    Ok(seen)
-}
-
 async fn run_fanout(
     target: &Target,
     subscribers: usize,
@@ -375,39 +295,8 @@ async fn run_fanout(
     // Messages are numbered 1..=total: Herald's ids on a new channel, and the payload's
     // sequence number for Pusher (which has no ids).
     let total = (duration.as_secs_f64() * f64::from(rate)).round() as u64;
-    let (stop_tx, stop_rx) = watch::channel(false);
     // Connect and subscribe everyone first; publishing starts once all are subscribed.
-    let connected = Arc::new(AtomicU64::new(0));
-    // Deliveries so far, over all subscribers.
-    let progress = Arc::new(AtomicU64::new(0));
-    let limit = Arc::new(Semaphore::new(200));
-    let mut subs = Vec::new();
-    for _ in 0..subscribers {
-        let (fixture, connected, limit) = (fixture.clone(), connected.clone(), limit.clone());
-        let (stop, progress) = (stop_rx.clone(), progress.clone());
-        subs.push(tokio::spawn(async move {
-            let permit = limit.acquire_owned().await?;
-            let socket = fixture.subscribe().await?;
-            drop(permit);
-            connected.fetch_add(1, Ordering::Relaxed);
-            subscriber(fixture, socket, base, total, stop, progress).await
-        }));
-    }
-    let connect_deadline = Instant::now() + Duration::from_secs(120);
-    while connected.load(Ordering::Relaxed) < subscribers as u64 {
-        if let Some(failed) = subs.iter_mut().find(|s| s.is_finished()) {
-            // A subscriber that ended before publishing started failed to connect.
-            failed.await??;
-            bail!("a subscriber ended before publishing started");
-        }
-        if Instant::now() > connect_deadline {
-            bail!(
-                "only {} of {subscribers} subscribers connected",
-                connected.load(Ordering::Relaxed)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let audience = Audience::open(fixture.clone(), subscribers, total, base).await?;
     let protocol = target.protocol.name();
     eprintln!(
         "fanout ({protocol}): {subscribers} subscribers connected; publishing {rate}/s for {duration:?}"
@@ -440,62 +329,18 @@ async fn run_fanout(
         publish.await??;
     }
     let publish_seconds = publish_started.elapsed().as_secs_f64();
-
-    // Give the subscribers up to 30 s to catch up, then stop those still waiting. A server that
-    // dropped messages leaves subscribers waiting for ever: stop once nothing has arrived for 5 s.
-    let catch_up = Instant::now() + Duration::from_secs(30);
-    let (mut last_progress, mut last_change) = (progress.load(Ordering::Relaxed), Instant::now());
-    while Instant::now() < catch_up && !subs.iter().all(|s| s.is_finished()) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = progress.load(Ordering::Relaxed);
-        if now != last_progress {
-            (last_progress, last_change) = (now, Instant::now());
-        } else if last_change.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-    }
-    let incomplete_at_stop = subs.iter().filter(|s| !s.is_finished()).count();
-    stop_tx.send_replace(true);
-
-    let mut latencies = histogram();
-    let (mut received, mut lost, mut duplicated, mut reordered) = (0, 0, 0, 0);
-    let mut disconnected = 0;
-    for sub in subs {
-        let seen = sub.await??;
-        latencies.add(&seen.latencies)?;
-        received += seen.received;
-        duplicated += seen.duplicated;
-        reordered += seen.reordered;
-        lost += total - seen.distinct;
-        disconnected += usize::from(seen.disconnected);
-    }
-    let expected = total * subscribers as u64;
-    let delivered_per_s = received as f64 / publish_seconds;
+    let delivered = audience.finish().await?;
     println!(
         "fanout ({protocol}): {subscribers} WebSocket subscribers, {rate} messages/s for {publish_seconds:.1} s, {payload_bytes}-byte payloads"
     );
     println!("  published     {total:>12}");
-    println!("  deliveries    {received:>12} of {expected}   ({delivered_per_s:.0}/s)");
-    println!("  lost          {lost:>12}   duplicated {duplicated}   out of order {reordered}");
-    println!(
-        "  subscribers   incomplete at the end {incomplete_at_stop}   disconnected by the server {disconnected}"
-    );
-    println!(
-        "  end-to-end ms p50 {:.2}   p99 {:.2}   max {:.2}",
-        ms(latencies.value_at_quantile(0.5)),
-        ms(latencies.value_at_quantile(0.99)),
-        ms(latencies.max())
-    );
-    Ok(json!({
+    delivered.print(publish_seconds);
+    let mut summary = json!({
         "scenario": "fanout", "protocol": protocol, "subscribers": subscribers, "rate": rate,
-        "payload_bytes": payload_bytes,
-        "published": total, "deliveries": received, "expected": expected,
-        "delivered_per_s": delivered_per_s, "lost": lost, "duplicated": duplicated,
-        "out_of_order": reordered, "incomplete": incomplete_at_stop,
-        "disconnected": disconnected,
-        "p50_ms": ms(latencies.value_at_quantile(0.5)),
-        "p99_ms": ms(latencies.value_at_quantile(0.99)), "max_ms": ms(latencies.max()),
-    }))
+        "payload_bytes": payload_bytes, "published": total,
+    });
+    delivered.add_to(&mut summary, publish_seconds);
+    Ok(summary)
 }
 
 async fn run_idle(target: &Target, connections: usize, hold: Duration) -> anyhow::Result<Value> {
@@ -716,6 +561,19 @@ async fn main() -> anyhow::Result<()> {
             messages,
             payload_bytes,
         } => run_replay(&cli.target, messages, payload_bytes).await?,
+        Scenario::ObjectsWrite(args) => {
+            herald_only(&cli.target, "objects-write")?;
+            objects::run_write(&cli.target, &args).await?
+        }
+        Scenario::ObjectsFanout(args) => {
+            herald_only(&cli.target, "objects-fanout")?;
+            objects::run_fanout(&cli.target, &args).await?
+        }
+        Scenario::ObjectsQuery(args) => {
+            herald_only(&cli.target, "objects-query")?;
+            objects::run_query(&cli.target, &args).await?
+        }
+        Scenario::ObjectsExplain(args) => objects::run_explain(&args).await?,
     };
     println!("{result}");
     Ok(())

@@ -107,7 +107,7 @@ pub struct Pusher {
 }
 
 /// `--url` as an http:// base without a trailing slash, checked to be a loopback address.
-async fn loopback_base(url: &str) -> anyhow::Result<String> {
+pub async fn loopback_base(url: &str) -> anyhow::Result<String> {
     let http = url.trim_end_matches('/').to_owned();
     let host = http
         .strip_prefix("http://")
@@ -122,7 +122,7 @@ async fn loopback_base(url: &str) -> anyhow::Result<String> {
     Ok(http)
 }
 
-fn unique_suffix() -> u128 {
+pub fn unique_suffix() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() % 1_000_000_000_000)
@@ -260,6 +260,22 @@ impl Herald {
         format!(
             "{}/v1.1/instances/{}/channels/{channel}/{action}/",
             self.http, self.instance
+        )
+    }
+
+    /// The instance's name (`bench<suffix>`, fresh for each run).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The WebSocket stream of one room of `channel`, from after `last_id` when given.
+    pub fn room_stream_url(&self, channel: &str, room: &str, last_id: Option<u64>) -> String {
+        let from = last_id
+            .map(|id| format!("&last_id={id}"))
+            .unwrap_or_default();
+        format!(
+            "{}/v1.1/instances/{}/channels/{channel}/poll/?transport=websocket&room={room}&api_key={}{from}",
+            self.ws, self.instance, self.api_key
         )
     }
 

@@ -39,6 +39,7 @@ use crate::cluster::{Change, Cluster};
 use crate::config::{CorsOrigins, ServeArgs};
 use crate::error::{ApiError, json_response};
 use crate::hub::Hub;
+use crate::objects::Class;
 use crate::ratelimit::RateLimiter;
 use crate::store::{Channel, Instance, Store};
 
@@ -55,6 +56,7 @@ pub struct App {
     pub keys: KeyCache,
     pub instances: Cache<String, Instance>,
     pub channels: Cache<(i64, String), Channel>,
+    pub classes: Cache<(i64, String), Class>,
     pub anonymous_limit: RateLimiter<IpAddr>,
     pub instance_limit: RateLimiter<i64>,
     pub poll_limit: RateLimiter<i64>,
@@ -91,6 +93,7 @@ impl AppState {
             keys: KeyCache::default(),
             instances: Cache::default(),
             channels: Cache::default(),
+            classes: Cache::default(),
             shutdown,
             tasks,
             cluster,
@@ -129,6 +132,10 @@ impl App {
             }
             Change::Channels { instance_id } => {
                 self.channels.retain(|(id, _), _| id != instance_id);
+                self.classes.retain(|(id, _), _| id != instance_id);
+            }
+            Change::Class { instance_id, name } => {
+                self.classes.remove(&(*instance_id, name.clone()));
             }
             Change::Instance { id, name } => {
                 self.instances.remove(name);
@@ -139,6 +146,7 @@ impl App {
                 self.instances.remove(name);
                 self.channels
                     .retain(|(instance_id, _), _| instance_id != id);
+                self.classes.retain(|(instance_id, _), _| instance_id != id);
                 self.keys.forget_instance(*id);
                 self.hub.close_instance(*id);
             }
@@ -146,6 +154,7 @@ impl App {
                 self.keys.forget_all();
                 self.instances.retain(|_, _| false);
                 self.channels.retain(|_, _| false);
+                self.classes.retain(|_, _| false);
             }
         }
         // Every change may end someone's right to a stream.

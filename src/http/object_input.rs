@@ -186,16 +186,23 @@ async fn read_channel(
             .flatten()
             .filter(|name| !name.is_empty()),
     };
+    // A room that was given but refused is not a missing room.
+    let mut room_refused = false;
     let room = match fields.get("channel_room") {
         None | Some(Value::Null) => None,
-        Some(Value::String(room)) => errors
-            .check(
-                "channel_room",
-                model::parse_room_within(Some(room), model::MAX_CHANNEL_ROOM_CHARS),
-            )
-            .flatten(),
+        Some(Value::String(room)) => {
+            match model::parse_room_within(Some(room), model::MAX_CHANNEL_ROOM_CHARS) {
+                Ok(room) => room,
+                Err(message) => {
+                    errors.add("channel_room", message);
+                    room_refused = true;
+                    None
+                }
+            }
+        }
         Some(_) => {
             errors.add("channel_room", "Not a valid string.");
+            room_refused = true;
             None
         }
     };
@@ -218,7 +225,9 @@ async fn read_channel(
         ChannelType::SeparateRooms => match room {
             Some(room) => Some(room),
             None => {
-                errors.add("non_field_errors", ROOM_REQUIRED);
+                if !room_refused {
+                    errors.add("non_field_errors", ROOM_REQUIRED);
+                }
                 return Ok(None);
             }
         },

@@ -4,6 +4,8 @@
 //! Every write goes through `Store::write`, which stores the change and, when the object has a
 //! channel, its change message in one transaction.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,7 +25,7 @@ use crate::model::Permission;
 use crate::objects::query::{Builtin, Field, Kind, Order, Scalar, parse_order_by, parse_queries};
 use crate::objects::render::object_json;
 use crate::objects::{Access, Class, ClassPermission, DataObject, ObjectPermission};
-use crate::store::{Cursor, IdPage, ObjectQuery, StoreError, Write, Written};
+use crate::store::{Cursor, IdPage, ObjectQuery, Write, Written};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -70,7 +72,7 @@ pub async fn access_of(app: &App, caller: &Caller) -> Result<Option<Access>, Api
 struct ObjectScope {
     scope: InstanceScope,
     access: Access,
-    class: Class,
+    class: Arc<Class>,
 }
 
 async fn object_scope(
@@ -85,12 +87,8 @@ async fn object_scope(
         Some(access) => access,
         None => return Err(ApiError::PermissionDenied),
     };
-    let class = match app
-        .store
-        .class(scope.instance.id, &params.name("class"))
-        .await
-    {
-        Err(StoreError::NotFound) => return Err(ApiError::ParentNotFound("Class")),
+    let class = match app.class(scope.instance.id, &params.name("class")).await {
+        Err(ApiError::NotFound) => return Err(ApiError::ParentNotFound("Class")),
         other => other?,
     };
     if access.class_level(&class) < ClassPermission::Read {
@@ -288,7 +286,7 @@ async fn create_object(
     )
     .await?;
     let write = Write::CreateObject {
-        class: os.class.clone(),
+        class: Class::clone(&os.class),
         new: input.into_new(owner),
         author: os.scope.caller.author_json(),
     };
@@ -329,7 +327,7 @@ async fn update_object(
     .await?;
     errors.finish()?;
     let write = Write::UpdateObject {
-        class: os.class.clone(),
+        class: Class::clone(&os.class),
         id: current.id,
         channel_id: current.channel_id,
         changes: input.changes,
@@ -352,7 +350,7 @@ async fn delete_object(
     }
     let current = writable_object(&app, &os, &params, ObjectPermission::Full).await?;
     let write = Write::DeleteObject {
-        class: os.class.clone(),
+        class: Class::clone(&os.class),
         id: current.id,
         channel_id: current.channel_id,
         access: os.access.clone(),

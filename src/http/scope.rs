@@ -9,6 +9,7 @@ use super::request::ApiRequest;
 use crate::auth::{AccountCredential, ApiKeyCredential, Credential, Presented, UserCredential};
 use crate::error::ApiError;
 use crate::keys::Key;
+use crate::objects::Class;
 use crate::store::{Channel, Instance, StoreError};
 
 const NO_SUCH_USER_KEY: &str = "No such User Key.";
@@ -174,6 +175,17 @@ impl App {
         let channel = Arc::new(self.store.channel(instance_id, name).await?);
         self.channels.insert(key, channel.clone());
         Ok(channel)
+    }
+
+    /// A class of an instance, from the cache or the store; `NotFound` when missing.
+    pub async fn class(&self, instance_id: i64, name: &str) -> Result<Arc<Class>, ApiError> {
+        let key = (instance_id, name.to_owned());
+        if let Some(class) = self.classes.get(&key) {
+            return Ok(class);
+        }
+        let class = Arc::new(self.store.class(instance_id, name).await?);
+        self.classes.insert(key, class.clone());
+        Ok(class)
     }
 
     /// Reads the API-key slot and resolves it. `Err` only when storage fails.

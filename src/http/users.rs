@@ -71,7 +71,7 @@ pub async fn user_json(app: &App, instance: &str, user: &User) -> Result<Value, 
         .iter()
         .map(|g| group_json(instance, g))
         .collect();
-    let profile_class = app.store.class(user.instance_id, USER_PROFILE).await?;
+    let profile_class = app.class(user.instance_id, USER_PROFILE).await?;
     let profile = object_json(instance, &profile_class, &user.profile);
     let base = format!("/v1.1/instances/{instance}/users/{}/", user.id);
     Ok(json!({
@@ -244,7 +244,7 @@ async fn create_user(
         "password",
         input::required_string(&fields, "password", PASSWORD_MAX),
     );
-    let profile_class = app.store.class(scope.instance.id, USER_PROFILE).await?;
+    let profile_class = Class::clone(&*app.class(scope.instance.id, USER_PROFILE).await?);
     let access = profile_access(&app, &scope.caller).await?;
     let profile = read_profile(&app, &profile_class, &access, &fields, None, &mut errors).await?;
     errors.finish()?;
@@ -315,7 +315,7 @@ async fn apply_user_update(
             input::string(&fields, "password", PASSWORD_MAX, false),
         )
         .flatten();
-    let profile_class = app.store.class(scope.instance.id, USER_PROFILE).await?;
+    let profile_class = Class::clone(&*app.class(scope.instance.id, USER_PROFILE).await?);
     let access = profile_access(app, &scope.caller).await?;
     let profile = read_profile(
         app,

@@ -63,6 +63,11 @@ fn structured(kind: FieldType, raw: &Value) -> Result<FieldChange, String> {
     let raw = match raw {
         // A string holds the value itself or, for JSON-shaped types, its JSON.
         Value::String(s) if s.trim().is_empty() => return Ok(FieldChange::Set(None)),
+        // An `object` field is a JSON-typed field of §2.2; the other JSON-shaped types answer
+        // their own invalid message (§10.5).
+        Value::String(s) if kind == FieldType::Object => {
+            serde_json::from_str(s).map_err(|_| "Not a valid JSON string.".to_owned())?
+        }
         Value::String(s) if json_shaped(kind) => {
             serde_json::from_str(s).map_err(|_| invalid(kind).to_owned())?
         }

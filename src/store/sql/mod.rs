@@ -52,7 +52,17 @@ impl SqlStore {
         class: &crate::objects::Class,
         query: &super::ObjectQuery,
     ) -> StoreResult<Vec<String>> {
-        objects::explain_list(&self.db, class, query).await
+        objects::explain(&self.db, class, query, false).await
+    }
+
+    /// As [`SqlStore::explain_object_list`], for the statement that counts the query's matches
+    /// (`include_count`).
+    pub async fn explain_object_count(
+        &self,
+        class: &crate::objects::Class,
+        query: &super::ObjectQuery,
+    ) -> StoreResult<Vec<String>> {
+        objects::explain(&self.db, class, query, true).await
     }
 }
 
@@ -491,7 +501,11 @@ impl Db {
 
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         Ok(match self {
-            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            // IMMEDIATE: the write lock is taken (waiting up to the busy timeout) before the
+            // first read. A deferred transaction that reads and then writes cannot wait: it fails
+            // at once with SQLITE_BUSY if another connection (`herald account` beside the
+            // server, the statistics refresh) holds the lock at that moment.
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

@@ -145,30 +145,33 @@ fn and_readable(sql: Sql, access: &Access) -> Sql {
     }
 }
 
-/// The class index SQLite is told to use (`INDEXED BY`): the filter index of the first
-/// equality or `_in` condition on an indexed custom field, else, for a list, the order index of
-/// a custom `order_by`. Without statistics (a new database, or data grown since the last
-/// `PRAGMA optimize`) SQLite sees the class's id index as just as good and would scan the class;
-/// an equality's `(value, id)` index never reads more than its matches. PostgreSQL needs no
-/// hint: it has the expressions' statistics (see `classes::create_index`).
-fn sqlite_index(class: &Class, query: &ObjectQuery, ordered: bool) -> Option<String> {
-    let filter = query
-        .conditions
-        .iter()
-        .find_map(|condition| match condition {
-            Condition {
-                field: Field::Custom(def),
-                lookup: Lookup::Compare(Comparison::Eq, _) | Lookup::In(_),
-            } if def.filter_index && value_operand(Dialect::Sqlite, def, "o.").is_some() => {
-                Some(FieldIndex {
-                    field: def.clone(),
-                    kind: IndexKind::Filter,
-                })
-            }
-            _ => None,
-        });
+/// The class index SQLite is told to use (`INDEXED BY`). For a page: the filter index of the
+/// first equality or `_in` condition on an indexed custom field, else the order index of a
+/// custom `order_by`. For a count, which reads every match anyway: the filter index of the first
+/// indexed condition of any comparison. Without statistics (a new database, or data grown since
+/// the last `PRAGMA optimize`) SQLite takes the class's id index for just as good and reads the
+/// whole class; these indexes never read more than their matches (a range paged in id order is
+/// left to the planner: its matches may be most of the class). PostgreSQL needs no hint: it has
+/// the expressions' statistics (see `classes::create_index`).
+fn sqlite_index(class: &Class, query: &ObjectQuery, page: bool) -> Option<String> {
+    let filter = query.conditions.iter().find_map(|condition| {
+        let Field::Custom(def) = &condition.field else {
+            return None;
+        };
+        let served = match &condition.lookup {
+            Lookup::Compare(Comparison::Eq, _) | Lookup::In(_) => true,
+            Lookup::Compare(Comparison::Neq, _) | Lookup::NotIn(_) | Lookup::Exists(_) => false,
+            Lookup::Compare(_, _) => !page,
+        };
+        (served && def.filter_index && value_operand(Dialect::Sqlite, def, "o.").is_some()).then(
+            || FieldIndex {
+                field: def.clone(),
+                kind: IndexKind::Filter,
+            },
+        )
+    });
     let order = match &query.order.field {
-        Field::Custom(def) if ordered && def.order_index => Some(FieldIndex {
+        Field::Custom(def) if page && def.order_index => Some(FieldIndex {
             field: def.clone(),
             kind: IndexKind::Order,
         }),
@@ -179,17 +182,18 @@ fn sqlite_index(class: &Class, query: &ObjectQuery, ordered: bool) -> Option<Str
 
 /// `SELECT <columns> FROM objects o ... WHERE` the class's rows matching a query's conditions
 /// and permissions (the WHERE clause is left open). The class id is a literal: partial indexes
-/// are only used when the condition shows. `ordered`: the statement pages in the query's order.
+/// are only used when the condition shows. `page`: the statement reads a page in the query's
+/// order (else it counts).
 fn matching(
     columns: &str,
     channel: bool,
     dialect: Dialect,
     class: &Class,
     query: &ObjectQuery,
-    ordered: bool,
+    page: bool,
 ) -> Sql {
     let hint = match dialect {
-        Dialect::Sqlite => sqlite_index(class, query, ordered)
+        Dialect::Sqlite => sqlite_index(class, query, page)
             .map(|name| format!(" INDEXED BY \"{name}\""))
             .unwrap_or_default(),
         Dialect::Postgres => String::new(),
@@ -293,23 +297,28 @@ pub(super) async fn list(
     all(db.read().all(sql).await?, rows::object)
 }
 
-/// The database's plan for the statement [`list`] runs: `EXPLAIN QUERY PLAN` on SQLite,
-/// `EXPLAIN` on PostgreSQL, one line per row. For benchmarks and operators checking that a
-/// class's indexes serve a query.
-pub(super) async fn explain_list(
+/// The database's plan for the statement [`list`] runs (or, with `count`, [`count`]):
+/// `EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN` on PostgreSQL, one line per row. For benchmarks
+/// and operators checking that a class's indexes serve a query.
+pub(super) async fn explain(
     db: &Db,
     class: &Class,
     query: &ObjectQuery,
+    count: bool,
 ) -> StoreResult<Vec<String>> {
     let dialect = db.dialect();
-    let list = list_statement(dialect, class, query);
+    let statement = if count {
+        count_statement(dialect, class, query)
+    } else {
+        list_statement(dialect, class, query)
+    };
     let (prefix, column) = match dialect {
         Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", "detail"),
         Dialect::Postgres => ("EXPLAIN ", "QUERY PLAN"),
     };
     let sql = Sql {
-        text: format!("{prefix}{}", list.text),
-        args: list.args,
+        text: format!("{prefix}{}", statement.text),
+        args: statement.args,
     };
     let rows = db.read().all(sql).await?;
     Ok(rows
@@ -318,19 +327,17 @@ pub(super) async fn explain_list(
         .collect::<Result<_, _>>()?)
 }
 
-pub(super) async fn count(db: &Db, class: &Class, query: &ObjectQuery) -> StoreResult<i64> {
+/// The statement that counts a query's matches.
+fn count_statement(dialect: Dialect, class: &Class, query: &ObjectQuery) -> Sql {
     let by_channel = query
         .conditions
         .iter()
         .any(|c| c.field == Field::Builtin(Builtin::Channel));
-    let sql = matching(
-        "COUNT(*) AS n",
-        by_channel,
-        db.dialect(),
-        class,
-        query,
-        false,
-    );
+    matching("COUNT(*) AS n", by_channel, dialect, class, query, false)
+}
+
+pub(super) async fn count(db: &Db, class: &Class, query: &ObjectQuery) -> StoreResult<i64> {
+    let sql = count_statement(db.dialect(), class, query);
     Ok(db.read().one(sql).await?.int("n")?)
 }
 
@@ -479,12 +486,27 @@ pub(in crate::store) async fn run_write(
     }
 }
 
+/// Refuses a write validated against a schema that has changed since (another request changed
+/// the class between the caller's read of it and this write): its fields may no longer exist or
+/// mean the same.
+async fn check_schema(conn: &mut Conn<'_>, class: &Class) -> StoreResult<()> {
+    let sql = Sql::new("SELECT revision FROM classes WHERE id = ?").bind(class.id);
+    let row = conn.exec().one(sql).await.map_err(not_found)?;
+    if row.int("revision")? != class.revision {
+        return Err(StoreError::Refused(Refusal::NonField(
+            "The class's schema changed while this request ran; send it again.".into(),
+        )));
+    }
+    Ok(())
+}
+
 async fn create(
     conn: &mut Conn<'_>,
     class: &Class,
     new: NewObject,
     author: &str,
 ) -> StoreResult<(DataObject, Vec<Committed>)> {
+    check_schema(conn, class).await?;
     let mut data = new.data;
     check_references(conn, class, &mut data, None).await?;
     let now = model::now_micros();
@@ -552,6 +574,9 @@ async fn update(
     changes: &ObjectChanges,
     author: &str,
 ) -> StoreResult<(DataObject, Vec<Committed>)> {
+    if !changes.fields.is_empty() {
+        check_schema(conn, class).await?;
+    }
     let now = model::now_micros();
     let Some((mut next, changed)) = plan_update(access, class, &current, changes, now)? else {
         return Ok((current, Vec::new()));

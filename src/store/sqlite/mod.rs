@@ -80,7 +80,7 @@ impl SqlStore {
         MIGRATOR.run(&writer).await?;
         let checkpointer = CancellationToken::new();
         let connection = SqliteConnection::connect_with(&options).await?;
-        tokio::spawn(checkpoint(connection, checkpointer.clone()));
+        tokio::spawn(checkpoint(connection, writer.clone(), checkpointer.clone()));
         let active_rooms = Arc::new(ActiveRooms::default());
         let reader = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
@@ -104,17 +104,29 @@ impl SqlStore {
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// How often the query planner's statistics are brought up to date.
-const OPTIMIZE_EVERY: Duration = Duration::from_secs(600);
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(60);
+
+async fn optimize(writer: &SqlitePool) -> sqlx::Result<()> {
+    let mut connection = writer.acquire().await?;
+    sqlx::query("PRAGMA analysis_limit = 1000")
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query("PRAGMA optimize = 0x10002")
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
 
 /// Copies the WAL into the database file from a connection of its own. SQLite would otherwise
 /// checkpoint inside whichever commit crosses its threshold, holding that publish (and every
 /// publish queued behind it) for the whole copy and its fsync. A passive checkpoint never
 /// blocks the writer; the writer starts the WAL over once a checkpoint has caught up.
 ///
-/// The same connection keeps the query planner's statistics fresh (`PRAGMA optimize`, bounded
-/// by `analysis_limit`), at start and then every `OPTIMIZE_EVERY`: the planner needs them to
-/// pick a class's filter index over its id order when a filter is selective.
-async fn checkpoint(mut connection: SqliteConnection, stop: CancellationToken) {
+/// The same task keeps the query planner's statistics fresh (`PRAGMA optimize`, bounded by
+/// `analysis_limit`, at start and then every `OPTIMIZE_EVERY`): the planner needs them to pick a
+/// class's filter index for a selective range. It runs on the write connection, because
+/// `ANALYZE` writes; when nothing changed much it does nothing.
+async fn checkpoint(mut connection: SqliteConnection, writer: SqlitePool, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_optimized: Option<tokio::time::Instant> = None;
@@ -131,10 +143,8 @@ async fn checkpoint(mut connection: SqliteConnection, stop: CancellationToken) {
         }
         if last_optimized.is_none_or(|at| at.elapsed() >= OPTIMIZE_EVERY) {
             last_optimized = Some(tokio::time::Instant::now());
-            for pragma in ["PRAGMA analysis_limit = 1000", "PRAGMA optimize = 0x10002"] {
-                if let Err(err) = sqlx::query(pragma).execute(&mut connection).await {
-                    tracing::warn!("refreshing query planner statistics failed: {err}");
-                }
+            if let Err(err) = optimize(&writer).await {
+                tracing::warn!("refreshing query planner statistics failed: {err}");
             }
         }
     }

@@ -136,7 +136,9 @@ enum Stored {
 /// consecutive and become visible in order (SPEC §9.5).
 async fn store_batch(writer: &SqlitePool, batch: &mut [Job]) -> Result<Vec<Stored>, sqlx::Error> {
     let mut conn = writer.acquire().await?;
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    // IMMEDIATE, as every write transaction (see `Db::begin`): an object write reads before it
+    // writes.
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch.iter() {
         match job {
