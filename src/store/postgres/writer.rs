@@ -131,17 +131,66 @@ impl Writer {
     /// lock sequences first, could deadlock with another node).
     async fn store(&self, batch: Vec<Job>) {
         let mut publishes = Vec::new();
+        let mut writes = Vec::new();
         for job in batch {
             match job {
-                Job::Publish(job) => publishes.push(job),
+                Job::Publish(job) => {
+                    self.store_writes(std::mem::take(&mut writes)).await;
+                    publishes.push(job);
+                }
                 Job::Write(job) => {
                     self.store_publishes(std::mem::take(&mut publishes)).await;
-                    let outcome = run_alone(&self.pool, &job.write).await;
-                    job.complete(outcome, self.listener.as_ref(), |_, _| {});
+                    writes.push(job);
                 }
             }
         }
         self.store_publishes(publishes).await;
+        self.store_writes(writes).await;
+    }
+
+    /// Stores consecutive object writes of the stripe in one transaction, each under a savepoint
+    /// so that a refused one rolls back alone. Deadlock-free across nodes: every transaction
+    /// locks the objects it changes first, in ascending id order, and then the channels'
+    /// sequence rows, in ascending channel order (the writes are run in channel order; each
+    /// channel's writes keep theirs). User writes, whose profile row is found only inside the
+    /// write, run alone.
+    async fn store_writes(&self, mut batch: Vec<Box<WriteJob>>) {
+        batch.sort_by_key(|job| job.write.channel_id());
+        while !batch.is_empty() {
+            let take = batch
+                .iter()
+                .position(|job| !batchable(&job.write))
+                .map_or(batch.len(), |at| at.max(1));
+            let group: Vec<_> = batch.drain(..take).collect();
+            if group.len() == 1 {
+                for job in group {
+                    let outcome = run_alone(&self.pool, &job.write).await;
+                    job.complete(outcome, self.listener.as_ref(), |_, _| {});
+                }
+                continue;
+            }
+            match run_together(&self.pool, &group).await {
+                Ok(outcomes) => {
+                    for (job, outcome) in group.into_iter().zip(outcomes) {
+                        job.complete(outcome, self.listener.as_ref(), |_, _| {});
+                    }
+                }
+                Err(Attempt::BeforeCommit(err)) => {
+                    tracing::debug!(error = %err, "write batch rolled back; retrying singly");
+                    for job in group {
+                        let outcome = run_alone(&self.pool, &job.write).await;
+                        job.complete(outcome, self.listener.as_ref(), |_, _| {});
+                    }
+                }
+                Err(Attempt::AtCommit(err)) => {
+                    tracing::error!(error = %err, jobs = group.len(), "write batch failed");
+                    for job in group {
+                        let failed = Err(StoreError::Unavailable(format!("write failed: {err}")));
+                        job.complete(failed, self.listener.as_ref(), |_, _| {});
+                    }
+                }
+            }
+        }
     }
 
     async fn store_publishes(&self, mut batch: Vec<PublishJob>) {
@@ -192,6 +241,61 @@ impl Drop for Idle<'_> {
         state.waiting.clear();
         state.busy = false;
     }
+}
+
+/// Object writes, which address their row by id, can share a transaction.
+fn batchable(write: &Write) -> bool {
+    matches!(
+        write,
+        Write::CreateObject { .. } | Write::UpdateObject { .. } | Write::DeleteObject { .. }
+    )
+}
+
+/// Object writes in one transaction (see `Writer::store_writes`): per write, what it wrote or
+/// why it was refused.
+async fn run_together(
+    pool: &PgPool,
+    batch: &[Box<WriteJob>],
+) -> Result<Vec<StoreResult<(Written, Vec<Committed>)>>, Attempt> {
+    let mut tx = pool.begin().await.map_err(Attempt::BeforeCommit)?;
+    let mut ids: Vec<i64> = batch
+        .iter()
+        .filter_map(|job| match &job.write {
+            Write::UpdateObject { id, .. } | Write::DeleteObject { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if !ids.is_empty() {
+        sqlx::query("SELECT id FROM objects WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(Attempt::BeforeCommit)?;
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let savepoint = |sql: &'static str| sqlx::query(sql);
+        savepoint("SAVEPOINT object_write")
+            .execute(&mut *tx)
+            .await
+            .map_err(Attempt::BeforeCommit)?;
+        let outcome = run_write(&mut Conn::Postgres(&mut tx), &job.write).await;
+        if outcome.is_err() {
+            savepoint("ROLLBACK TO object_write")
+                .execute(&mut *tx)
+                .await
+                .map_err(Attempt::BeforeCommit)?;
+        }
+        savepoint("RELEASE object_write")
+            .execute(&mut *tx)
+            .await
+            .map_err(Attempt::BeforeCommit)?;
+        outcomes.push(outcome);
+    }
+    tx.commit().await.map_err(Attempt::AtCommit)?;
+    Ok(outcomes)
 }
 
 /// Runs a write in a transaction of its own.

@@ -236,7 +236,10 @@ impl SqlStore {
         name: &str,
     ) -> StoreResult<Class> {
         let locking = match tx {
-            Tx::Postgres(_) => " FOR UPDATE",
+            // Not FOR UPDATE: object writes hold key-share locks on their class row while they
+            // insert (the foreign key), and must not wait for a schema change, which then
+            // waits for them.
+            Tx::Postgres(_) => " FOR NO KEY UPDATE",
             Tx::Sqlite(_) => "",
         };
         let sql = Sql::new(format!(
