@@ -140,7 +140,7 @@ impl Writer {
                 }
                 Job::Write(job) => {
                     self.store_publishes(std::mem::take(&mut publishes)).await;
-                    writes.push(job);
+                    writes.push(*job);
                 }
             }
         }
@@ -154,7 +154,7 @@ impl Writer {
     /// sequence rows, in ascending channel order (the writes are run in channel order; each
     /// channel's writes keep theirs). User writes, whose profile row is found only inside the
     /// write, run alone.
-    async fn store_writes(&self, mut batch: Vec<Box<WriteJob>>) {
+    async fn store_writes(&self, mut batch: Vec<WriteJob>) {
         batch.sort_by_key(|job| job.write.channel_id());
         while !batch.is_empty() {
             let take = batch
@@ -255,7 +255,7 @@ fn batchable(write: &Write) -> bool {
 /// why it was refused.
 async fn run_together(
     pool: &PgPool,
-    batch: &[Box<WriteJob>],
+    batch: &[WriteJob],
 ) -> Result<Vec<StoreResult<(Written, Vec<Committed>)>>, Attempt> {
     let mut tx = pool.begin().await.map_err(Attempt::BeforeCommit)?;
     let mut ids: Vec<i64> = batch
