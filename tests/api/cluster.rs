@@ -500,6 +500,114 @@ async fn a_subscriber_on_one_node_receives_what_the_other_nodes_publish() {
 }
 
 /// Reads a stream's end and returns how long after `since` it came.
+/// SPEC §10.1–§10.4, §11.5: a class changed on one node is used at once by the others (the
+/// change travels on the control channel), and an object written on one node publishes its
+/// change messages to subscribers on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_changes_on_one_node_reach_subscribers_and_classes_on_the_others() {
+    let Some(services) = services() else { return };
+    let cluster = Cluster::start(&services, 3, &[("HERALD_POLL_TIMEOUT", NO_SAFETY_NET)]).await;
+    let (a, b, c) = (0, 1, 2);
+    let key = cluster.rivia(a, "none").await;
+    let classes = "/v1.1/instances/rivia/classes/";
+    cluster
+        .admin(
+            a,
+            Method::POST,
+            classes,
+            json!({"name": "contracts", "schema": [{"name": "title", "type": "string"}]}),
+        )
+        .await
+        .assert_status(201);
+    let objects = "/v1.1/instances/rivia/classes/contracts/objects/";
+    // B and C read the class now, and cache it.
+    for node in [b, c] {
+        cluster
+            .get(node, objects, Some(&key))
+            .await
+            .assert_status(200);
+    }
+    let mut ws = cluster
+        .ws(
+            a,
+            "witchers",
+            &format!("api_key={key}&room=board&last_id=0"),
+        )
+        .await;
+
+    // A adds a field; B uses it within a second.
+    cluster
+        .admin(
+            a,
+            Method::PATCH,
+            "/v1.1/instances/rivia/classes/contracts/",
+            json!({"schema": [{"name": "title", "type": "string"},
+                              {"name": "reward", "type": "integer"}]}),
+        )
+        .await
+        .assert_status(200);
+    let changed = Instant::now();
+    let created = loop {
+        let resp = cluster
+            .admin(
+                b,
+                Method::POST,
+                objects,
+                json!({"title": "Griffin", "reward": 300, "channel": "witchers",
+                       "channel_room": "board"}),
+            )
+            .await;
+        if resp.status == 201 && resp.json["reward"] == 300 {
+            break resp.json;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "node B still writes with the old schema: {} {}",
+            resp.status,
+            resp.text
+        );
+        sleep(Duration::from_millis(20)).await;
+    };
+    let id = created["id"].as_i64().expect("object id");
+    // C updates and deletes it.
+    cluster
+        .admin(
+            c,
+            Method::PATCH,
+            &format!("{objects}{id}/"),
+            json!({"reward": {"_increment": 50}}),
+        )
+        .await
+        .assert_status(200);
+    let resp = cluster
+        .request(
+            c,
+            Method::DELETE,
+            &format!("{objects}{id}/"),
+            Some(&cluster.admin_key),
+        )
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 204);
+
+    // The subscriber on A hears the story in order; a write that left an object of the old
+    // schema behind would show a message without `reward`.
+    let mut story = Vec::new();
+    while story.len() < 3 {
+        let message = next_json(&mut ws).await;
+        story.push((message["action"].clone(), message["payload"].clone()));
+    }
+    assert_eq!(story[0].0, "create");
+    assert_eq!(
+        (story[0].1["id"].as_i64(), &story[0].1["reward"]),
+        (Some(id), &json!(300))
+    );
+    assert_eq!(story[1].0, "update");
+    assert_eq!(story[1].1["reward"], 350);
+    assert_eq!(story[2], (json!("delete"), json!({"id": id})));
+}
+
 async fn ws_end_after(ws: &mut Ws, detail: &str, since: Instant) -> Duration {
     expect_error_then_close(ws, detail, 1008, WAIT).await;
     since.elapsed()
