@@ -109,7 +109,7 @@ q = r["objects_query"]
 if q["errors"] or q["objects"] != 300:
     problems.append(f"objects_query: {q['errors']} errors (wrong answers), {q['objects']} objects")
 plans = r["objects_explain"]["plans"]
-if sorted(plans) != ["order_n", "range_desc", "title_eq"] or not all(plans.values()):
+if sorted(plans) != ["order_n", "range_desc", "range_desc_count", "title_eq"] or not all(plans.values()):
     problems.append(f"objects_explain: plans {plans}")
 if r["idle"]["connections"] != 200:
     problems.append("idle: wrong connection count")
