@@ -245,6 +245,15 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
     pub history_max_messages: u64,
 
+    /// Messages kept per channel over all its rooms, so that one publisher cannot fill the disk
+    /// through ever new rooms; 0 = unlimited.
+    #[arg(
+        long,
+        env = "HERALD_HISTORY_MAX_CHANNEL_MESSAGES",
+        default_value_t = 1_000_000
+    )]
+    pub history_max_channel_messages: u64,
+
     /// Age after which messages are removed (e.g. 7d); 0 = unlimited.
     #[arg(long, env = "HERALD_HISTORY_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
     pub history_max_age: Duration,

@@ -104,6 +104,7 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let retention = Retention {
         max_messages: args.history_max_messages,
+        max_channel_messages: args.history_max_channel_messages,
         max_age: args.history_max_age(),
     };
     tasks.spawn(retention::run_pruner(

@@ -1,4 +1,5 @@
-//! The background pruner: enforces `history_max_messages` and `history_max_age` (SPEC §9.11).
+//! The background pruner: enforces `history_max_messages`, `history_max_channel_messages` and
+//! `history_max_age` (SPEC §9.11).
 //!
 //! Pruning only deletes message rows; id allocation lives in `channel_sequences` and is never
 //! touched, so ids keep increasing however much history is removed.
@@ -9,19 +10,21 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::now_micros;
-use crate::store::{Pruned, Store, StoreResult};
+use crate::store::{Pruned, RetentionLimits, Store, StoreResult};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
     /// Messages kept per channel room; 0 = unlimited.
     pub max_messages: u64,
+    /// Messages kept per channel, all rooms together; 0 = unlimited.
+    pub max_channel_messages: u64,
     /// Oldest message age kept; `None` = unlimited.
     pub max_age: Option<Duration>,
 }
 
 impl Retention {
     pub fn is_unlimited(&self) -> bool {
-        self.max_messages == 0 && self.max_age.is_none()
+        self.max_messages == 0 && self.max_channel_messages == 0 && self.max_age.is_none()
     }
 
     /// One pruning pass.
@@ -30,7 +33,13 @@ impl Retention {
             let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
             now_micros().saturating_sub(age)
         });
-        store.prune(self.max_messages, cutoff).await
+        store
+            .prune(RetentionLimits {
+                max_per_room: self.max_messages,
+                max_per_channel: self.max_channel_messages,
+                created_before: cutoff,
+            })
+            .await
     }
 }
 
@@ -55,6 +64,7 @@ pub async fn run_pruner(
             Ok(pruned) if pruned != Pruned::default() => tracing::debug!(
                 by_count = pruned.by_count,
                 by_age = pruned.by_age,
+                by_channel = pruned.by_channel,
                 "pruned history"
             ),
             Ok(_) => {}

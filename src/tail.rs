@@ -41,6 +41,8 @@ impl TailArgs {
         if let Some(id) = last_id {
             query.append_pair("last_id", &id.to_string());
         }
+        // Told before the replay when retention removed messages after last_id (SPEC §9.12).
+        query.append_pair("gaps", "true");
         Ok(format!(
             "{base}/v1.1/instances/{}/channels/{}/poll/?{}",
             self.instance,
@@ -128,6 +130,15 @@ async fn follow(url: &str, last_id: &mut Option<i64>) -> Ended {
             Ok(value) => value,
             Err(_) => continue,
         };
+        if let Some(gap) = value.get("gap") {
+            let bound = |key: &str| gap.get(key).and_then(serde_json::Value::as_i64);
+            if let (Some(from), Some(to)) = (bound("from"), bound("to")) {
+                eprintln!(
+                    "gap: messages {from}-{to} were removed by retention before they were read"
+                );
+            }
+            continue;
+        }
         match value.get("id").and_then(serde_json::Value::as_i64) {
             Some(id) => {
                 println!("{text}");

@@ -5,17 +5,17 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::Value;
 
-use super::AppState;
 use super::channels::{channel_level, may_read_channels, may_subscribe};
 use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, PathParams, PublishRequest, Query};
 use super::scope::Caller;
+use super::{App, AppState};
 use crate::error::{ApiError, json_bytes_response, json_response};
 use crate::model::{self, ChannelType, Permission};
 use crate::render::message_json;
@@ -54,6 +54,44 @@ pub fn channel_room(channel: &Channel, raw: Option<&str>) -> Result<Option<Strin
         Some(room) => Ok(Some(room)),
         None => Err(ApiError::FieldString("room", ROOM_REQUIRED)),
     }
+}
+
+/// The header that reports a retention gap on poll and history answers (SPEC §9.12).
+pub const GAP_HEADER: &str = "x-herald-gap";
+
+/// Messages retention removed after a reader's `last_id`: ids `from..=to` (SPEC §9.12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Gap {
+    /// `from-to`, the `X-Herald-Gap` value.
+    pub fn header(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!("{}-{}", self.from, self.to))
+            .unwrap_or_else(|_| HeaderValue::from_static("0-0"))
+    }
+
+    /// `{"from":F,"to":T}`.
+    pub fn json(&self) -> String {
+        format!("{{\"from\":{},\"to\":{}}}", self.from, self.to)
+    }
+}
+
+/// The gap a read after `last_id` of a channel room has, if retention removed messages it has
+/// not seen.
+pub async fn retention_gap(
+    app: &App,
+    channel: &Channel,
+    room: Option<&str>,
+    last_id: i64,
+) -> Result<Option<Gap>, ApiError> {
+    let pruned_through = app.store.pruned_through(channel.id, room).await?;
+    Ok((last_id < pruned_through).then(|| Gap {
+        from: last_id.saturating_add(1),
+        to: pruned_through,
+    }))
 }
 
 /// `last_id`: absent, or an integer ≥ 0.
@@ -168,6 +206,13 @@ async fn list_history(
     let last_id = parse_last_id(&req.query)?;
     let paging = Paging::parse(&req.query, true)?;
     let room = channel_room(&channel, req.query.get("room"))?;
+    // The gap is reported once per read: on the first page, not on pages reached by a cursor.
+    let gap = match last_id {
+        Some(last_id) if paging.last_pk().is_none() => {
+            retention_gap(&app, &channel, room.as_deref(), last_id).await?
+        }
+        _ => None,
+    };
     let mut rows = Vec::new();
     if !paging.is_empty_request() {
         let messages = app
@@ -183,10 +228,11 @@ async fn list_history(
         "/v1.1/instances/{instance}/channels/{}/history/",
         channel.name
     );
-    Ok(json_response(
-        StatusCode::OK,
-        &paging.envelope(rows, &path, &req.query),
-    ))
+    let mut response = json_response(StatusCode::OK, &paging.envelope(rows, &path, &req.query));
+    if let Some(gap) = gap {
+        response.headers_mut().insert(GAP_HEADER, gap.header());
+    }
+    Ok(response)
 }
 
 async fn get_history_message(

@@ -272,6 +272,6 @@ fn add_cors_headers(origins: &CorsOrigins, origin: Option<&HeaderValue>, headers
     }
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("X-Last-Id, Retry-After"),
+        HeaderValue::from_static("X-Last-Id, X-Herald-Gap, Retry-After"),
     );
 }

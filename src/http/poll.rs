@@ -10,11 +10,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::channels::{may_read_channels, may_subscribe};
-use super::messages::{channel_room, parse_last_id};
+use super::input;
+use super::messages::{GAP_HEADER, channel_room, parse_last_id, retention_gap};
+use super::request::Fields;
 use super::request::{ApiRequest, PathParams};
 use super::scope::Budget;
 use super::stream::{self, StreamTarget};
@@ -111,14 +114,30 @@ async fn prepare(
     if transport != Transport::Poll && !origin_allowed(&app.config.cors_origins, req) {
         return Err(ApiError::Forbidden("Origin not allowed."));
     }
+    // Only WebSocket clients opt in to the gap frame: Syncano-era clients would take a frame
+    // without `id` for an error (SPEC §9.12).
+    let gaps = transport == Transport::WebSocket
+        && input::boolean(&query_fields(req, "gaps"), "gaps")
+            .map_err(|message| ApiError::field("gaps", message))?
+            .unwrap_or(false);
     let target = StreamTarget {
         instance: scope.instance.clone(),
         channel,
         room,
         key: scope.key,
         user_key: scope.user_key,
+        gaps,
     };
     Ok((target, transport, last_id))
+}
+
+/// One query parameter as a body field, for the body-field readers of `input`.
+fn query_fields(req: &ApiRequest, name: &str) -> Fields {
+    req.query
+        .get(name)
+        .map(|value| (name.to_owned(), Value::String(value.to_owned())))
+        .into_iter()
+        .collect()
 }
 
 /// Streams refuse browsers from unlisted origins; requests without `Origin` are not browsers.
@@ -160,8 +179,27 @@ fn message_response(id: i64, json: Bytes) -> Response {
     response
 }
 
-/// §9.8: answer with the oldest message after `last_id`, or wait for the next one.
+/// §9.8: answer with the oldest message after `last_id`, or wait for the next one; either
+/// answer says when retention removed messages after `last_id` (§9.12).
 async fn long_poll(
+    app: &AppState,
+    target: &StreamTarget,
+    last_id: Option<i64>,
+) -> Result<Response, ApiError> {
+    let gap = match last_id {
+        Some(last_id) => {
+            retention_gap(app, &target.channel, target.room.as_deref(), last_id).await?
+        }
+        None => None,
+    };
+    let mut response = wait_for_message(app, target, last_id).await?;
+    if let Some(gap) = gap {
+        response.headers_mut().insert(GAP_HEADER, gap.header());
+    }
+    Ok(response)
+}
+
+async fn wait_for_message(
     app: &AppState,
     target: &StreamTarget,
     last_id: Option<i64>,

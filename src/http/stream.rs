@@ -28,6 +28,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::AppState;
 use super::channels::may_subscribe;
+use super::messages::{Gap, retention_gap};
 use super::scope::{Caller, caller_for};
 use crate::error::{ApiError, PERMISSION_DENIED};
 use crate::hub::{Delivery, Subscription};
@@ -59,6 +60,8 @@ pub struct StreamTarget {
     pub room: Option<String>,
     pub key: Option<Key>,
     pub user_key: Option<Key>,
+    /// WebSocket only: send the gap frame (`gaps=true`, SPEC §9.12).
+    pub gaps: bool,
 }
 
 /// Why a stream ended.
@@ -114,6 +117,11 @@ trait Outbox {
     async fn send(&mut self, batch: &[Arc<Delivery>]) -> Result<(), ()>;
     /// A liveness frame: WebSocket Ping or SSE keepalive comment.
     async fn idle(&mut self) -> Result<(), ()>;
+    /// Tells the subscriber what retention removed after its position (SPEC §9.12).
+    async fn gap(&mut self, gap: Gap) -> Result<(), ()>;
+    /// Whether gaps are told without the client asking (SSE's `event: gap` does not disturb
+    /// clients that do not listen for it).
+    fn always_tells_gaps(&self) -> bool;
     /// Sends the final error (if any) and closes.
     async fn finish(&mut self, end: &End);
 }
@@ -133,6 +141,18 @@ impl Outbox for WsOutbox {
     async fn idle(&mut self) -> Result<(), ()> {
         self.0
             .send(WsMessage::Ping(Bytes::new()))
+            .await
+            .map_err(|_| ())
+    }
+
+    fn always_tells_gaps(&self) -> bool {
+        false
+    }
+
+    async fn gap(&mut self, gap: Gap) -> Result<(), ()> {
+        let frame = format!("{{\"gap\":{}}}", gap.json());
+        self.0
+            .send(WsMessage::Text(frame.into()))
             .await
             .map_err(|_| ())
     }
@@ -173,6 +193,16 @@ impl Outbox for SseOutbox {
             .send(Bytes::from_static(b": keepalive\n\n"))
             .await
             .map_err(|_| ())
+    }
+
+    fn always_tells_gaps(&self) -> bool {
+        true
+    }
+
+    async fn gap(&mut self, gap: Gap) -> Result<(), ()> {
+        // No `id:` line: the browser's Last-Event-ID stays the last message's.
+        let event = format!("event: gap\ndata: {}\n\n", gap.json());
+        self.0.send(Bytes::from(event)).await.map_err(|_| ())
     }
 
     async fn finish(&mut self, end: &End) {
@@ -352,6 +382,21 @@ async fn run<O: Outbox>(
             Err(_) => return End::Internal,
         },
     };
+    // What retention removed after `last_id` is said once, before any message (SSE always;
+    // WebSocket when asked, see `StreamTarget::gaps`).
+    if let Some(last_id) = last_id
+        && (target.gaps || out.always_tells_gaps())
+    {
+        match retention_gap(app, &target.channel, target.room.as_deref(), last_id).await {
+            Ok(Some(gap)) => {
+                if out.gap(gap).await.is_err() {
+                    return End::ClientGone;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => return End::Internal,
+        }
+    }
 
     loop {
         let mut subscription = match app

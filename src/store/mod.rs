@@ -251,7 +251,10 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<Vec<Message>>;
     /// One message of this channel; with `room`, it must be in that room.
     async fn message(&self, channel_id: i64, id: i64, room: Option<&str>) -> StoreResult<Message>;
-    /// Applies retention: keep at most `max_per_room` newest messages per channel room
-    /// (0 = no limit) and nothing created before `created_before` (None = no limit).
-    async fn prune(&self, max_per_room: u64, created_before: Option<i64>) -> StoreResult<Pruned>;
+    /// Applies retention (see [`RetentionLimits`]). Each room's `pruned_through` (the highest
+    /// id removed from it) is recorded in the transaction that removes the messages.
+    async fn prune(&self, limits: RetentionLimits) -> StoreResult<Pruned>;
+    /// The highest id retention has removed from a channel room (0 if none): a read after
+    /// `last_id = N` has a gap when `N < pruned_through` (SPEC §9.12).
+    async fn pruned_through(&self, channel_id: i64, room: Option<&str>) -> StoreResult<i64>;
 }

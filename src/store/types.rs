@@ -143,11 +143,24 @@ pub struct IdPage {
     pub limit: i64,
 }
 
+/// What retention keeps (SPEC §9.11); 0 and `None` mean no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionLimits {
+    /// Newest messages kept per channel room.
+    pub max_per_room: u64,
+    /// Newest messages kept per channel, all rooms together.
+    pub max_per_channel: u64,
+    /// Messages created before this (microseconds) are removed.
+    pub created_before: Option<i64>,
+}
+
 /// What the retention pruner removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub by_count: u64,
     pub by_age: u64,
+    /// By the per-channel limit.
+    pub by_channel: u64,
 }
 
 /// Which channels a list shows (SPEC §9.4).

@@ -73,13 +73,16 @@ async fn one_node_prunes_at_a_time() {
             .execute(&mut *tx)
             .await
             .unwrap();
-        assert_eq!(store.prune(1, None).await.unwrap(), Pruned::default());
+        assert_eq!(
+            store.prune(limits(1, None)).await.unwrap(),
+            Pruned::default()
+        );
         assert_eq!(
             store.history(chat.id, Some("a"), ALL).await.unwrap().len(),
             5
         );
         tx.rollback().await.unwrap();
-        assert_eq!(store.prune(1, None).await.unwrap().by_count, 4);
+        assert_eq!(store.prune(limits(1, None)).await.unwrap().by_count, 4);
         // A deployment in another schema has its own lock: it is not held up by this one.
         assert_ne!(
             advisory_lock_key(LockPurpose::Prune, &schema),

@@ -223,6 +223,15 @@ pub fn page(after: Option<i64>, before: Option<i64>, descending: bool, limit: i6
     }
 }
 
+/// Retention by room count and age, without a per-channel cap.
+pub fn limits(max_per_room: u64, created_before: Option<i64>) -> RetentionLimits {
+    RetentionLimits {
+        max_per_room,
+        max_per_channel: 0,
+        created_before,
+    }
+}
+
 /// Everything, ascending.
 pub const ALL: IdPage = IdPage {
     after: None,

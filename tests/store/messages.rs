@@ -15,6 +15,7 @@ mod run {
         message_lookup_honours_channel_and_room,
         prune_keeps_the_newest_per_room,
         prune_removes_old_messages,
+        prune_caps_each_channel_over_all_its_rooms,
         concurrent_publishes_get_consecutive_ids_in_order,
         publishes_racing_a_channel_deletion_fail_alone,
     );
@@ -273,14 +274,17 @@ pub async fn prune_keeps_the_newest_per_room(ctx: Ctx) {
     for _ in 0..4 {
         publish(store, &plain, None).await;
     }
-    assert_eq!(store.prune(0, None).await.unwrap(), Pruned::default());
+    assert_eq!(
+        store.prune(limits(0, None)).await.unwrap(),
+        Pruned::default()
+    );
 
-    let pruned = store.prune(3, None).await.unwrap();
+    let pruned = store.prune(limits(3, None)).await.unwrap();
     assert_eq!(
         pruned,
         Pruned {
             by_count: 2 + 1,
-            by_age: 0
+            ..Pruned::default()
         }
     );
     let ids = |list: Vec<Message>| list.into_iter().map(|m| m.id).collect::<Vec<_>>();
@@ -296,13 +300,74 @@ pub async fn prune_keeps_the_newest_per_room(ctx: Ctx) {
         ids(store.history(plain.id, None, ALL).await.unwrap()),
         [2, 3, 4]
     );
+    // Each room remembers the highest id retention removed from it (SPEC §9.12).
+    assert_eq!(store.pruned_through(chat.id, Some("a")).await.unwrap(), 2);
+    assert_eq!(store.pruned_through(chat.id, Some("b")).await.unwrap(), 0);
+    assert_eq!(store.pruned_through(plain.id, None).await.unwrap(), 1);
     // Nothing more to do; pruning never touches id allocation.
-    assert_eq!(store.prune(3, None).await.unwrap(), Pruned::default());
+    assert_eq!(
+        store.prune(limits(3, None)).await.unwrap(),
+        Pruned::default()
+    );
     assert_eq!(publish(store, &chat, Some("a")).await.id, 8);
-    assert_eq!(store.prune(1, None).await.unwrap().by_count, 3 + 1 + 2);
+    assert_eq!(
+        store.prune(limits(1, None)).await.unwrap().by_count,
+        3 + 1 + 2
+    );
     assert_eq!(
         ids(store.history(chat.id, Some("a"), ALL).await.unwrap()),
         [8]
+    );
+    assert_eq!(store.pruned_through(chat.id, Some("a")).await.unwrap(), 7);
+    assert_eq!(store.pruned_through(chat.id, Some("b")).await.unwrap(), 3);
+    // Deleting the channel forgets it.
+    store.delete_channel(inst.id, "chat").await.unwrap();
+    let chat = channel(store, &inst, "chat").await;
+    assert_eq!(store.pruned_through(chat.id, Some("a")).await.unwrap(), 0);
+}
+
+pub async fn prune_caps_each_channel_over_all_its_rooms(ctx: Ctx) {
+    let store = ctx.store.as_ref();
+    let (_, inst) = fixture(store).await;
+    let chat = channel(store, &inst, "chat").await;
+    let other = channel(store, &inst, "other").await;
+    // A publisher spreading messages over ever new rooms.
+    for n in 0..10 {
+        publish(store, &chat, Some(&format!("r{n}"))).await;
+    }
+    publish(store, &other, Some("r0")).await;
+    let pruned = store
+        .prune(RetentionLimits {
+            max_per_room: 100,
+            max_per_channel: 4,
+            created_before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned.by_channel, 6);
+    let mut left = Vec::new();
+    for n in 0..10 {
+        let room = format!("r{n}");
+        let messages = store.history(chat.id, Some(&room), ALL).await.unwrap();
+        left.extend(messages.into_iter().map(|m| m.id));
+    }
+    assert_eq!(left, [7, 8, 9, 10]);
+    for n in 0..6 {
+        let room = format!("r{n}");
+        assert_eq!(
+            store.pruned_through(chat.id, Some(&room)).await.unwrap(),
+            n + 1,
+            "{room}"
+        );
+    }
+    assert_eq!(store.pruned_through(chat.id, Some("r6")).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .history(other.id, Some("r0"), ALL)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }
 
@@ -323,14 +388,17 @@ pub async fn prune_removes_old_messages(ctx: Ctx) {
 
     // A cutoff before everything removes nothing.
     assert_eq!(
-        store.prune(0, Some(published[0].created_at)).await.unwrap(),
+        store
+            .prune(limits(0, Some(published[0].created_at)))
+            .await
+            .unwrap(),
         Pruned::default()
     );
     assert_eq!(
-        store.prune(0, Some(cutoff)).await.unwrap(),
+        store.prune(limits(0, Some(cutoff))).await.unwrap(),
         Pruned {
-            by_count: 0,
-            by_age: older
+            by_age: older,
+            ..Pruned::default()
         }
     );
     let left: Vec<i64> = store
@@ -343,12 +411,16 @@ pub async fn prune_removes_old_messages(ctx: Ctx) {
     assert_eq!(left, [4, 5, 6]);
 
     // Both limits in one pass: age first, then count.
-    let pruned = store.prune(1, Some(published[4].created_at)).await.unwrap();
+    let pruned = store
+        .prune(limits(1, Some(published[4].created_at)))
+        .await
+        .unwrap();
     assert_eq!(
         pruned,
         Pruned {
             by_count: 1,
-            by_age: 1
+            by_age: 1,
+            ..Pruned::default()
         }
     );
     assert_eq!(
@@ -356,6 +428,7 @@ pub async fn prune_removes_old_messages(ctx: Ctx) {
         6
     );
     assert_eq!(store.last_message_id(&chat).await.unwrap(), 6);
+    assert_eq!(store.pruned_through(chat.id, Some("a")).await.unwrap(), 5);
 }
 
 pub async fn concurrent_publishes_get_consecutive_ids_in_order(ctx: Ctx) {
@@ -466,7 +539,14 @@ pub async fn free_text_keeps_every_character(ctx: Ctx) {
     );
     assert_err(store.message(chat.id, 1, Some("a")).await, "NotFound");
     assert_eq!(ctx.heard.ids(chat.id), [1, 2, 3, 4]);
-    assert_eq!(store.prune(1, None).await.unwrap(), Pruned::default());
+    assert_eq!(
+        store.prune(limits(1, None)).await.unwrap(),
+        Pruned::default()
+    );
+    publish(store, &chat, Some("\0")).await;
+    assert_eq!(store.prune(limits(1, None)).await.unwrap().by_count, 1);
+    assert_eq!(store.pruned_through(chat.id, Some("\0")).await.unwrap(), 4);
+    assert_eq!(store.pruned_through(chat.id, Some("a\0")).await.unwrap(), 0);
 
     // Lookups by a name no channel can have find nothing rather than fail.
     assert_err(store.channel(inst.id, "\0\0").await, "NotFound");

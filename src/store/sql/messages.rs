@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use super::{Backend, Conn, Sql, SqlStore, all, raw, rows};
 use crate::model;
 use crate::store::{
-    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, StoreError, StoreResult,
-    missing_parent_or, not_found, postgres, sqlite,
+    Channel, IdPage, Message, MessageStore, NewMessage, Pruned, RetentionLimits, StoreError,
+    StoreResult, missing_parent_or, not_found, postgres, sqlite,
 };
 
 #[async_trait]
@@ -65,15 +65,23 @@ impl MessageStore for SqlStore {
         Ok(rows::message(&row)?)
     }
 
-    async fn prune(&self, max_per_room: u64, created_before: Option<i64>) -> StoreResult<Pruned> {
+    async fn prune(&self, limits: RetentionLimits) -> StoreResult<Pruned> {
         match &self.backend {
-            Backend::Sqlite(embedded) => {
-                sqlite::prune(embedded, max_per_room, created_before).await
-            }
-            Backend::Postgres(cluster) => {
-                postgres::prune(cluster, max_per_room, created_before).await
-            }
+            Backend::Sqlite(embedded) => sqlite::prune(embedded, limits).await,
+            Backend::Postgres(cluster) => postgres::prune(cluster, limits).await,
         }
+    }
+
+    async fn pruned_through(&self, channel_id: i64, room: Option<&str>) -> StoreResult<i64> {
+        let sql =
+            Sql::new("SELECT pruned_through FROM room_pruning WHERE channel_id = ? AND room = ?")
+                .bind(channel_id)
+                .bind(room.unwrap_or(""));
+        let row = self.db.read().opt(sql).await?;
+        Ok(row
+            .map(|row| row.int("pruned_through"))
+            .transpose()?
+            .unwrap_or(0))
     }
 }
 
