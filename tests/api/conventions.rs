@@ -1203,7 +1203,7 @@ fn assert_cors_star(resp: &Resp) {
     );
     assert_eq!(
         resp.header("access-control-expose-headers"),
-        Some("X-Last-Id, Retry-After"),
+        Some("X-Last-Id, X-Herald-Gap, Retry-After"),
         "status {}",
         resp.status
     );
@@ -1320,7 +1320,7 @@ async fn a_listed_origin_is_echoed_with_vary_and_an_unlisted_one_is_not() {
         assert!(vary.contains(&"origin".to_owned()), "{method}: {vary:?}");
         assert_eq!(
             resp.header("access-control-expose-headers"),
-            Some("X-Last-Id, Retry-After")
+            Some("X-Last-Id, X-Herald-Gap, Retry-After")
         );
 
         let mut builder = app

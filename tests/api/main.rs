@@ -15,6 +15,7 @@ mod cli;
 mod cluster;
 mod conventions;
 mod durability;
+mod gaps;
 mod groups;
 mod history;
 mod instances;
