@@ -157,7 +157,11 @@ impl Paging {
                 // On an empty forward page, step just past the cursor so the previous page
                 // still includes the item the cursor pointed at.
                 None => {
-                    let bound = if self.descending { pk - 1 } else { pk + 1 };
+                    let bound = if self.descending {
+                        pk.saturating_sub(1)
+                    } else {
+                        pk.saturating_add(1)
+                    };
                     let value = query.get("last_value");
                     self.link(path, query, "0", bound, value)
                 }

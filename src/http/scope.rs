@@ -131,6 +131,13 @@ fn first_api_key<const P: bool>(req: &ApiRequest<P>) -> Option<String> {
     if let Some(key) = req.header("x-api-key") {
         return Some(key.to_owned());
     }
+    // A key header that is not even text (e.g. non-ASCII bytes) is a key, and a malformed one:
+    // `No such API Key.`, not the message for a request without a key.
+    if let Some(raw) = req.headers.get("x-api-key")
+        && raw.to_str().is_err()
+    {
+        return Some(String::from_utf8_lossy(raw.as_bytes()).into_owned());
+    }
     if let Some(key) = req.query.get("api_key").or_else(|| req.query.get("apikey")) {
         return Some(key.to_owned());
     }

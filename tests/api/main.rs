@@ -17,6 +17,7 @@ mod conventions;
 mod durability;
 mod gaps;
 mod groups;
+mod hardening;
 mod history;
 mod instances;
 mod isolation;

@@ -151,12 +151,16 @@ async fn checkpoint(mut connection: SqliteConnection, writer: SqlitePool, stop: 
     let _ = connection.close().await;
 }
 
+/// Opens (creating, readable by its owner only: it holds keys and password hashes) and locks
+/// the database file. SQLite gives the WAL and shared-memory files the database file's mode.
 fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
     match file.try_lock() {
