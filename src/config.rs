@@ -302,6 +302,23 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_RATE_POLL", default_value_t = 0)]
     pub rate_poll: u32,
 
+    /// Failed password checks of one identity (account e-mail, or instance and username) that
+    /// lock it for `login_window`; 0 = off.
+    #[arg(long, env = "HERALD_LOGIN_MAX_FAILURES", default_value_t = 10)]
+    pub login_max_failures: u32,
+
+    /// The window failed password checks are counted in, and how long a lock-out lasts.
+    #[arg(long, env = "HERALD_LOGIN_WINDOW", default_value = "15m", value_parser = parse_interval)]
+    pub login_window: Duration,
+
+    /// Password checks per minute per client IP, across identities; 0 = off.
+    #[arg(long, env = "HERALD_RATE_LOGIN", default_value_t = 30)]
+    pub rate_login: u32,
+
+    /// Argon2 computations at once (default: the number of CPUs).
+    #[arg(long, env = "HERALD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub hash_concurrency: Option<u32>,
+
     /// Take the client IP from the first X-Forwarded-For hop.
     #[arg(long, env = "HERALD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,
@@ -395,6 +412,14 @@ impl ServeArgs {
         args.database.database_url = DatabaseUrl::Sqlite(path);
         args.admin = AdminBootstrap::default();
         args
+    }
+
+    /// Argon2 computations at once: the setting, or the number of CPUs.
+    pub fn hash_concurrency(&self) -> usize {
+        self.hash_concurrency.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            |n| n as usize,
+        )
     }
 
     /// Retention age as an option: `None` when disabled (0).

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::passwords::Refused;
 use crate::store::{Refusal, StoreError};
 
 pub const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
@@ -39,6 +40,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("throttled")]
     Throttled { retry_after_secs: u64 },
+    /// An identity locked out after too many failed password checks (SPEC §3.3).
+    #[error("locked out")]
+    LockedOut { retry_after_secs: u64 },
+    /// Password work is at capacity (SPEC §3.3).
+    #[error("busy")]
+    Busy,
     /// 400 field errors: each field maps to a list of messages.
     #[error("invalid fields")]
     Fields(FieldErrors),
@@ -57,6 +64,16 @@ impl ApiError {
         let mut errors = FieldErrors::default();
         errors.add(name, message);
         ApiError::Fields(errors)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Locked { retry_after_secs } => ApiError::LockedOut { retry_after_secs },
+            Refused::Throttled { retry_after_secs } => ApiError::Throttled { retry_after_secs },
+            Refused::Busy => ApiError::Busy,
+        }
     }
 }
 
@@ -150,6 +167,24 @@ pub fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
+/// `1 second`, `2 seconds`.
+fn seconds(n: u64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
+    }
+}
+
+/// A 429 with `Retry-After`.
+fn too_many(message: &str, retry_after_secs: u64) -> Response {
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &detail(message));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match self {
@@ -178,22 +213,23 @@ impl IntoResponse for ApiError {
                 )),
             ),
             ApiError::Throttled { retry_after_secs } => {
-                let unit = if retry_after_secs == 1 {
-                    "second"
-                } else {
-                    "seconds"
-                };
-                let mut response = json_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &detail(&format!(
-                        "Request was throttled. Expected available in {retry_after_secs} {unit}."
-                    )),
+                let message = format!(
+                    "Request was throttled. Expected available in {}.",
+                    seconds(retry_after_secs)
                 );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                return response;
+                return too_many(&message, retry_after_secs);
             }
+            ApiError::LockedOut { retry_after_secs } => {
+                let message = format!(
+                    "Too many failed logins. Try again in {}.",
+                    seconds(retry_after_secs)
+                );
+                return too_many(&message, retry_after_secs);
+            }
+            ApiError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                detail("Server is busy. Try again."),
+            ),
             ApiError::Fields(errors) => (StatusCode::BAD_REQUEST, Value::Object(errors.0)),
             ApiError::FieldString(field, message) => {
                 (StatusCode::BAD_REQUEST, json!({ field: message }))

@@ -15,6 +15,7 @@ pub mod hub;
 pub mod keys;
 pub mod model;
 pub mod objects;
+pub mod passwords;
 pub mod ratelimit;
 pub mod render;
 pub mod retention;

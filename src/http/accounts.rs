@@ -7,14 +7,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::AppState;
+use std::net::IpAddr;
+
 use super::input;
 use super::request::ApiRequest;
 use super::scope::RootCaller;
+use super::{App, AppState};
 use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
-use crate::keys::{self, Key, KeyKind};
+use crate::keys::{Key, KeyKind};
 use crate::model;
+use crate::passwords::Identity;
 use crate::store::{Account, AccountChanges, NewAccount, StoreError};
 
 pub fn router() -> Router<AppState> {
@@ -49,22 +52,21 @@ pub fn account_json(account: &Account, with_key: bool) -> Value {
     value
 }
 
-/// Argon2id off the async threads.
-pub(super) async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || keys::hash_password(&password))
-        .await
-        .map_err(|err| ApiError::Internal(err.into()))
+/// Hashes a new password on the bounded Argon2 pool (SPEC §3.3).
+pub(super) async fn hash_password(app: &App, password: String) -> Result<String, ApiError> {
+    Ok(app.passwords.hash(password).await?)
 }
 
-/// Checks a password off the async threads; an account or user without one never matches.
+/// Checks a password of `identity` (`stored`: its hash, `None` when the identity does not exist
+/// or has no password), counting toward its lock-out and the client's budget (SPEC §3.3).
 pub(super) async fn verify_password(
+    app: &App,
+    ip: IpAddr,
+    identity: Identity,
     password: String,
-    hash: Option<String>,
+    stored: Option<String>,
 ) -> Result<bool, ApiError> {
-    let Some(hash) = hash else { return Ok(false) };
-    tokio::task::spawn_blocking(move || keys::verify_password(&password, &hash))
-        .await
-        .map_err(|err| ApiError::Internal(err.into()))
+    Ok(app.passwords.verify(ip, identity, password, stored).await?)
 }
 
 fn email_field(fields: &super::request::Fields, required: bool) -> Result<Option<String>, String> {
@@ -116,7 +118,7 @@ async fn register_account(
             email,
             first_name: first_name.unwrap_or_default(),
             last_name: last_name.unwrap_or_default(),
-            password_hash: Some(hash_password(password).await?),
+            password_hash: Some(hash_password(&app, password).await?),
             account_key: key.as_str().to_owned(),
             key_digest: key.digest(),
             is_superuser: false,
@@ -144,14 +146,19 @@ async fn log_in(State(app): State<AppState>, req: ApiRequest) -> Result<Response
     errors.finish()?;
     let (email, password) = (checked(email)?, checked(password)?);
     let account = match app.store.account_by_email(&email).await {
-        Ok(account) => account,
-        Err(StoreError::NotFound) => return Err(ApiError::Unauthorized("Invalid email.")),
+        Ok(account) => Some(account),
+        Err(StoreError::NotFound) => None,
         Err(err) => return Err(err.into()),
     };
-    if !verify_password(password, account.password_hash.clone()).await? {
-        return Err(ApiError::Unauthorized("Invalid password."));
+    // An unknown e-mail costs the same check as a wrong password.
+    let stored = account.as_ref().and_then(|a| a.password_hash.clone());
+    let identity = Identity::Account { email };
+    let matched = verify_password(&app, req.client_ip, identity, password, stored).await?;
+    match account {
+        None => Err(ApiError::Unauthorized("Invalid email.")),
+        Some(_) if !matched => Err(ApiError::Unauthorized("Invalid password.")),
+        Some(account) => Ok(json_response(StatusCode::OK, &account_json(&account, true))),
     }
-    Ok(json_response(StatusCode::OK, &account_json(&account, true)))
 }
 
 async fn get_account(State(app): State<AppState>, req: ApiRequest) -> Result<Response, ApiError> {
@@ -228,10 +235,14 @@ async fn change_password(
     errors.finish()?;
     let (current, new) = (checked(current)?, checked(new)?);
     let account = app.store.account(caller.id).await?;
-    if !verify_password(current, account.password_hash).await? {
+    let identity = Identity::Account {
+        email: account.email.clone(),
+    };
+    let stored = account.password_hash;
+    if !verify_password(&app, req.client_ip, identity, current, stored).await? {
         return Err(ApiError::field("current_password", "Invalid password."));
     }
-    let hash = hash_password(new).await?;
+    let hash = hash_password(&app, new).await?;
     app.store.set_account_password(caller.id, &hash).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -40,6 +40,7 @@ use crate::config::{CorsOrigins, ServeArgs};
 use crate::error::{ApiError, json_response};
 use crate::hub::Hub;
 use crate::objects::Class;
+use crate::passwords::{self, Passwords};
 use crate::ratelimit::RateLimiter;
 use crate::store::{Channel, Instance, Store};
 
@@ -60,6 +61,8 @@ pub struct App {
     pub anonymous_limit: RateLimiter<IpAddr>,
     pub instance_limit: RateLimiter<i64>,
     pub poll_limit: RateLimiter<i64>,
+    /// Password hashing and checks, bounded and guarded against guessing (SPEC §3.3).
+    pub passwords: Passwords,
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams) that shutdown waits for.
     pub tasks: TaskTracker,
@@ -87,6 +90,12 @@ impl AppState {
             poll_limit: RateLimiter::new(config.rate_poll),
             anonymous_limit: RateLimiter::new(config.rate_anon),
             instance_limit: RateLimiter::new(config.rate_instance),
+            passwords: Passwords::new(passwords::Settings {
+                max_failures: config.login_max_failures,
+                window: config.login_window,
+                per_ip_per_minute: config.rate_login,
+                concurrency: config.hash_concurrency(),
+            }),
             config,
             store,
             hub,

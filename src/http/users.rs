@@ -23,6 +23,7 @@ use crate::model;
 use crate::model::Permission;
 use crate::objects::render::object_json;
 use crate::objects::{Access, Class, DataObject, USER_PROFILE};
+use crate::passwords::Identity;
 use crate::store::{IdPage, NewUser, StoreError, User, UserChanges, Write, Written};
 
 pub fn router() -> Router<AppState> {
@@ -261,7 +262,7 @@ async fn create_user(
         profile_class,
         new: NewUser {
             username,
-            password_hash: hash_password(password).await?,
+            password_hash: hash_password(&app, password).await?,
             user_key: key.as_str().to_owned(),
             key_digest: key.digest(),
         },
@@ -331,7 +332,7 @@ async fn apply_user_update(
         check_profile_channel(app, scope, &user.profile).await?;
     }
     let password_hash = match password {
-        Some(password) => Some(hash_password(password).await?),
+        Some(password) => Some(hash_password(app, password).await?),
         None => None,
     };
     let write = Write::UpdateUser {
@@ -418,22 +419,31 @@ async fn log_in_user(
     );
     errors.finish()?;
     let (username, password) = (checked(username)?, checked(password)?);
+    let username = model::normalize(&username);
     let user = match app
         .store
-        .user_by_username(scope.instance.id, &model::normalize(&username))
+        .user_by_username(scope.instance.id, &username)
         .await
     {
-        Ok(user) => user,
-        Err(StoreError::NotFound) => return Err(ApiError::Unauthorized("Invalid username.")),
+        Ok(user) => Some(user),
+        Err(StoreError::NotFound) => None,
         Err(err) => return Err(err.into()),
     };
-    if !verify_password(password, Some(user.password_hash.clone())).await? {
-        return Err(ApiError::Unauthorized("Invalid password."));
+    // An unknown username costs the same check as a wrong password.
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let identity = Identity::User {
+        instance_id: scope.instance.id,
+        username,
+    };
+    let matched = verify_password(&app, req.client_ip, identity, password, stored).await?;
+    match user {
+        None => Err(ApiError::Unauthorized("Invalid username.")),
+        Some(_) if !matched => Err(ApiError::Unauthorized("Invalid password.")),
+        Some(user) => Ok(json_response(
+            StatusCode::OK,
+            &user_json(&app, &scope.instance.name, &user).await?,
+        )),
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &user_json(&app, &scope.instance.name, &user).await?,
-    ))
 }
 
 /// `/user/`: the user whose key came with the request (§7.6).

@@ -92,8 +92,8 @@ impl Resp {
 }
 
 impl TestApp {
-    /// A server with default settings, except that the anonymous rate limit is off (tests send
-    /// many keyless requests from one IP; the rate-limit tests turn it back on).
+    /// A server with default settings, except that the anonymous and log-in rate limits are off
+    /// (tests send many requests from one IP; the rate-limit tests turn them back on).
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(|_| {}).await
     }
@@ -128,6 +128,9 @@ impl TestApp {
             args.database.db_pool = PG_POOL;
         }
         args.rate_anon = 0;
+        // Tests log in from one address far more than a person would; the password tests
+        // turn the budget back on.
+        args.rate_login = 0;
         let admin_key = Key::generate(KeyKind::Account);
         args.admin.key = Some(admin_key.as_str().to_owned());
         args.admin.password = Some("admin-password".into());

@@ -23,6 +23,7 @@ mod instances;
 mod isolation;
 mod object_messages;
 mod objects;
+mod passwords;
 mod permissions;
 mod poll;
 mod publish;
