@@ -51,7 +51,7 @@ async fn cursors_at_the_edge_of_the_id_range_answer_normally() {
         format!("last_pk={max}&direction=0"),
         format!("last_pk={max}&direction=1"),
         format!("last_pk={max}&direction=1&ordering=desc"),
-        format!("last_pk=0&direction=0&ordering=desc"),
+        "last_pk=0&direction=0&ordering=desc".to_owned(),
         format!("last_id={max}"),
         format!("last_id={max}&last_pk={max}&direction=0"),
     ] {
