@@ -152,6 +152,14 @@ pub enum CorsOrigins {
     List(Vec<String>),
 }
 
+/// A CIDR (`10.0.0.0/8`) or a single address (`192.168.1.7`, meaning /32 or /128).
+fn parse_cidr(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{raw}` is not an address or a CIDR such as 10.0.0.0/8"))
+}
+
 fn parse_cors_origins(raw: &str) -> Result<CorsOrigins, String> {
     let raw = raw.trim();
     if raw == "*" {
@@ -319,9 +327,15 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub hash_concurrency: Option<u32>,
 
-    /// Take the client IP from the first X-Forwarded-For hop.
+    /// The socket peer is a trusted proxy: the client IP is read from X-Forwarded-For (the
+    /// rightmost hop that is not a trusted proxy, SPEC §2.8).
     #[arg(long, env = "HERALD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,
+
+    /// Comma-separated CIDRs of trusted proxies (e.g. `10.0.0.0/8,192.168.1.7/32`): a peer in
+    /// them is trusted, and X-Forwarded-For hops in them are skipped.
+    #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Allowed browser origins: `*` or a comma-separated list.
     #[arg(long, env = "HERALD_CORS_ORIGINS", default_value = "*", value_parser = parse_cors_origins)]

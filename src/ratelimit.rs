@@ -5,12 +5,17 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Windows are dropped once this many keys are tracked and their second has passed.
-const SWEEP_AT: usize = 10_000;
+/// The requests of the current second, per key. Every window is the same second, so a new
+/// second forgets them all at once: no request ever scans the map, however many keys an attack
+/// brings.
+struct Window<K> {
+    second: u64,
+    counts: HashMap<K, u32>,
+}
 
 pub struct RateLimiter<K> {
     per_second: u32,
-    windows: Mutex<HashMap<K, (u64, u32)>>,
+    window: Mutex<Window<K>>,
 }
 
 impl<K: Eq + Hash> RateLimiter<K> {
@@ -18,7 +23,10 @@ impl<K: Eq + Hash> RateLimiter<K> {
     pub fn new(per_second: u32) -> Self {
         RateLimiter {
             per_second,
-            windows: Mutex::new(HashMap::new()),
+            window: Mutex::new(Window {
+                second: 0,
+                counts: HashMap::new(),
+            }),
         }
     }
 
@@ -30,18 +38,16 @@ impl<K: Eq + Hash> RateLimiter<K> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, (second, _)| *second == now);
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if window.second != now {
+            window.second = now;
+            window.counts.clear();
         }
-        let window = windows.entry(key).or_insert((now, 0));
-        if window.0 != now {
-            *window = (now, 0);
-        }
-        if window.1 >= self.per_second {
+        let count = window.counts.entry(key).or_insert(0);
+        if *count >= self.per_second {
             return Err(1);
         }
-        window.1 += 1;
+        *count += 1;
         Ok(())
     }
 }

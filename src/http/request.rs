@@ -89,11 +89,12 @@ impl<const PUBLISH: bool> FromRequest<AppState> for ApiRequest<PUBLISH> {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-        let client_ip = if app.config.trust_proxy {
-            forwarded_for(&parts.headers).unwrap_or(peer)
-        } else {
-            peer
-        };
+        let client_ip = client_ip(
+            peer,
+            &parts.headers,
+            app.config.trust_proxy,
+            &app.config.trusted_proxies,
+        );
         Ok(ApiRequest {
             query: Query::parse(parts.uri.query()),
             path: parts.uri.path().to_owned(),
@@ -105,16 +106,39 @@ impl<const PUBLISH: bool> FromRequest<AppState> for ApiRequest<PUBLISH> {
     }
 }
 
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    headers
-        .get("x-forwarded-for")?
-        .to_str()
-        .ok()?
-        .split(',')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+/// The client's address (SPEC §2.8). When the socket peer is a trusted proxy (`trust_proxy`, or
+/// a peer in `trusted_proxies`), `X-Forwarded-For` is walked from the right, each proxy having
+/// appended the address it got the request from, and the first hop that is not a trusted proxy
+/// is the client (the leftmost, if all are). The leftmost hop is whatever the client wrote, so it
+/// is never believed on its own: a client cannot pick itself a fresh rate-limit budget.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trust_peer: bool,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !trust_peer && !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            // Garbage in the chain: the last address vouched for is as far as trust goes.
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 /// The body's media type without parameters, lower-cased; `None` without a header.
@@ -270,5 +294,70 @@ impl PathParams {
             .ok()
             .filter(|id| *id > 0)
             .ok_or(ApiError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(raw: &str) -> IpAddr {
+        raw.parse().unwrap()
+    }
+
+    fn headers(forwarded: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn nets(raw: &[&str]) -> Vec<ipnet::IpNet> {
+        raw.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let peer = ip("203.0.113.9");
+        assert_eq!(client_ip(peer, &headers(&["1.2.3.4"]), false, &[]), peer);
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(peer, &headers(&["1.2.3.4"]), false, &trusted),
+            peer
+        );
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_hop_is_the_client() {
+        let proxy = ip("10.0.0.2");
+        let trusted = nets(&["10.0.0.0/8"]);
+        // The client wrote 1.2.3.4; the proxy appended the address it saw.
+        let forwarded = headers(&["1.2.3.4, 198.51.100.7"]);
+        assert_eq!(
+            client_ip(proxy, &forwarded, false, &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(client_ip(proxy, &forwarded, true, &[]), ip("198.51.100.7"));
+        // Two proxies in a row, the second also in the header, over two header lines.
+        let forwarded = headers(&["1.2.3.4, 198.51.100.7", "10.1.1.1"]);
+        assert_eq!(
+            client_ip(proxy, &forwarded, false, &trusted),
+            ip("198.51.100.7")
+        );
+        // Every hop trusted: the leftmost.
+        let forwarded = headers(&["10.9.9.9, 10.1.1.1"]);
+        assert_eq!(
+            client_ip(proxy, &forwarded, false, &trusted),
+            ip("10.9.9.9")
+        );
+        // Garbage stops the walk at the last address vouched for.
+        let forwarded = headers(&["1.2.3.4, nonsense, 10.1.1.1"]);
+        assert_eq!(
+            client_ip(proxy, &forwarded, false, &trusted),
+            ip("10.1.1.1")
+        );
+        // No header: the proxy itself.
+        assert_eq!(client_ip(proxy, &headers(&[]), true, &[]), proxy);
     }
 }

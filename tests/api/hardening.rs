@@ -66,3 +66,34 @@ async fn cursors_at_the_edge_of_the_id_range_answer_normally() {
         assert_eq!(resp.status, 200, "{query}: {}", resp.text);
     }
 }
+
+/// SPEC §2.8: behind a trusted proxy, the client is the rightmost hop the proxy vouches for;
+/// what the client writes into `X-Forwarded-For` itself cannot buy it a fresh budget.
+#[tokio::test]
+async fn a_spoofed_forwarded_for_is_still_limited() {
+    let app = TestApp::spawn_with(|args| {
+        args.rate_anon = 3;
+        args.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let keyless = |forwarded: String| {
+        let app = &app;
+        async move {
+            app.send(
+                app.request(Method::GET, "/v1.1/instances/", None)
+                    .header("x-forwarded-for", forwarded),
+            )
+            .await
+        }
+    };
+    // The proxy (127.0.0.1) appends the client's real address to whatever the client sent.
+    for n in 0..3 {
+        let resp = keyless(format!("1.2.3.{n}, 198.51.100.7")).await;
+        assert_eq!(resp.status, 403, "{}", resp.text);
+    }
+    let resp = keyless("9.9.9.9, 198.51.100.7".into()).await;
+    assert_eq!(resp.status, 429, "{}", resp.text);
+    // Another client behind the same proxy has its own budget.
+    let resp = keyless("9.9.9.9, 198.51.100.8".into()).await;
+    assert_eq!(resp.status, 403, "{}", resp.text);
+}
