@@ -337,6 +337,32 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// Time for a request line and headers to arrive, from the connection's accept or the first
+    /// byte of a later request (SPEC §2.10).
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_interval)]
+    pub header_read_timeout: Duration,
+
+    /// Time for a request body to arrive once its headers have.
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_interval)]
+    pub body_read_timeout: Duration,
+
+    /// An idle keep-alive connection is closed after this long.
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_interval)]
+    pub idle_timeout: Duration,
+
+    /// Open client connections of all kinds; over it new ones are answered 503.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Open connections (and, behind a proxy, requests in flight) per client IP; 0 = off.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
+    /// A WebSocket or SSE write (or any response write) that cannot complete in this time
+    /// closes the connection.
+    #[arg(long, env = "HERALD_WS_SEND_TIMEOUT", default_value = "30s", value_parser = parse_interval)]
+    pub ws_send_timeout: Duration,
+
     /// Allowed browser origins: `*` or a comma-separated list.
     #[arg(long, env = "HERALD_CORS_ORIGINS", default_value = "*", value_parser = parse_cors_origins)]
     pub cors_origins: CorsOrigins,

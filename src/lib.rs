@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod http;
 pub mod hub;
@@ -23,11 +24,8 @@ pub mod store;
 pub mod tail;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::ServiceExt;
-use axum::extract::Request;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -116,6 +114,7 @@ pub async fn run(
     ));
 
     let grace = args.shutdown_grace;
+    let limits = connections::Limits::from_args(&args);
     let (cluster, changes) = cluster.unzip();
     let state = http::AppState::new(args, store, hub, token.clone(), tasks.clone(), cluster);
     if let Some(mut changes) = changes {
@@ -128,28 +127,28 @@ pub async fn run(
         });
     }
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
-    let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     tracing::info!("listening on http://{local_addr}");
 
     // One deadline for the whole drain, set when shutdown begins.
     let deadline = std::sync::OnceLock::new();
     let deadline_after = |grace| *deadline.get_or_init(|| tokio::time::Instant::now() + grace);
-    let stop = token.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .into_future(),
-    );
+    let mut server = tokio::spawn(connections::serve(
+        listener,
+        app,
+        limits,
+        Arc::new(connections::Connections::default()),
+        token.clone(),
+    ));
     tokio::select! {
         result = &mut server => {
             token.cancel();
-            result??;
+            result?;
         }
         () = shutdown => {
             tracing::info!("shutting down; draining for up to {grace:?}");
             token.cancel();
             match tokio::time::timeout_at(deadline_after(grace), &mut server).await {
-                Ok(result) => result??,
+                Ok(result) => result?,
                 Err(_) => {
                     tracing::warn!("shutdown grace elapsed; closing remaining connections");
                     server.abort();

@@ -19,6 +19,8 @@ mod scope;
 mod stream;
 mod users;
 
+pub use request::client_ip;
+
 use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;

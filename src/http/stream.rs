@@ -9,6 +9,8 @@
 //!
 //! Each stream has its own bounded queue of `stream_queue` live messages. A client too slow to
 //! drain it gets the overflow error and is closed (1013); publishers never wait for anyone.
+//! A write that cannot complete within `ws_send_timeout` closes the stream too (1013, SPEC §2.10),
+//! while the re-checks and the dead-peer watch keep running during the blocked write.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -73,6 +75,8 @@ enum End {
     Denied,
     NotFound,
     Overflow,
+    /// A write could not complete within `ws_send_timeout` (SPEC §2.10).
+    TooSlow,
     Oversized,
     Unresponsive,
     Internal,
@@ -86,7 +90,9 @@ impl End {
             End::NotFound => Some("Not found."),
             End::Overflow => Some("Subscriber queue overflow. Reconnect with last_id."),
             End::Internal => Some("Internal server error."),
-            End::ClientGone | End::Shutdown | End::Oversized | End::Unresponsive => None,
+            End::ClientGone | End::Shutdown | End::Oversized | End::Unresponsive | End::TooSlow => {
+                None
+            }
         }
     }
 
@@ -97,7 +103,7 @@ impl End {
             End::Denied | End::NotFound => 1008,
             End::Oversized => 1009,
             End::Internal => 1011,
-            End::Overflow => 1013,
+            End::Overflow | End::TooSlow => 1013,
         }
     }
 }
@@ -356,6 +362,7 @@ async fn run<O: Outbox>(
     idle_period: Duration,
 ) -> End {
     let queue_limit = app.config.stream_queue as usize;
+    let send_timeout = app.config.ws_send_timeout;
     // Long-lived wake-ups are created once, not on every loop turn: with thousands of streams
     // and a message every millisecond, re-registering them would cost more than the delivery.
     let shutdown = app.shutdown.clone().cancelled_owned();
@@ -388,11 +395,11 @@ async fn run<O: Outbox>(
         && (target.gaps || out.always_tells_gaps())
     {
         match retention_gap(app, &target.channel, target.room.as_deref(), last_id).await {
-            Ok(Some(gap)) => {
-                if out.gap(gap).await.is_err() {
-                    return End::ClientGone;
-                }
-            }
+            Ok(Some(gap)) => match tokio::time::timeout(send_timeout, out.gap(gap)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(())) => return End::ClientGone,
+                Err(_) => return End::TooSlow,
+            },
             Ok(None) => {}
             Err(_) => return End::Internal,
         }
@@ -445,6 +452,7 @@ async fn run<O: Outbox>(
                 biased;
                 () = &mut shutdown => return End::Shutdown,
                 sent = out.send(&batch) => sent,
+                () = tokio::time::sleep(send_timeout) => return End::TooSlow,
             };
             if sent.is_err() {
                 return End::ClientGone;
@@ -467,6 +475,8 @@ async fn run<O: Outbox>(
                 Some(last_id) => {
                     let send = out.send(&sending);
                     tokio::pin!(send);
+                    let too_slow = tokio::time::sleep(send_timeout);
+                    tokio::pin!(too_slow);
                     // A lag noticed mid-send is acted on once the send completed, so the
                     // storage catch-up starts exactly after what the client received.
                     let mut lagged = false;
@@ -481,6 +491,14 @@ async fn run<O: Outbox>(
                                     if lagged { Step::Lagged } else { Step::Continue }
                                 }
                                 Err(()) => Step::End(End::ClientGone),
+                            },
+                            () = &mut too_slow => break Step::End(End::TooSlow),
+                            // Pings cannot go out while a write is blocked, but a client
+                            // that went silent is still noticed.
+                            _ = idle.tick() => {
+                                if client.is_some() && last_heard.elapsed() >= idle_period * 2 {
+                                    break Step::End(End::Unresponsive);
+                                }
                             },
                             received = subscription.recv(), if !lagged => {
                                 match accept_all(&mut queue, &mut subscription, received, position, queue_limit) {
@@ -532,9 +550,10 @@ async fn run<O: Outbox>(
                         if client.is_some() && last_heard.elapsed() >= idle_period * 2 {
                             Step::End(End::Unresponsive)
                         } else {
-                            match out.idle().await {
-                                Ok(()) => Step::Continue,
-                                Err(()) => Step::End(End::ClientGone),
+                            match tokio::time::timeout(send_timeout, out.idle()).await {
+                                Ok(Ok(())) => Step::Continue,
+                                Ok(Err(())) => Step::End(End::ClientGone),
+                                Err(_) => Step::End(End::TooSlow),
                             }
                         }
                     },

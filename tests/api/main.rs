@@ -13,6 +13,7 @@ mod chaos;
 mod classes;
 mod cli;
 mod cluster;
+mod connections;
 mod conventions;
 mod durability;
 mod gaps;
