@@ -58,7 +58,7 @@ const BODY_TIMEOUT: &str = "Request body timeout.";
 /// Written straight to the socket when a head did not arrive in time: hyper has no response in
 /// progress then, so nothing can interleave.
 const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
-content-type: application/json; charset=utf-8\r\ncontent-length: 37\r\nconnection: close\r\n\r\n\
+content-type: application/json; charset=utf-8\r\ncontent-length: 36\r\nconnection: close\r\n\r\n\
 {\"detail\":\"Request header timeout.\"}";
 /// Connections being told 503 at once; beyond it they are closed without an answer, so a flood
 /// cannot grow this side either.
