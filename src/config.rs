@@ -17,7 +17,7 @@ use crate::keys::{Key, KeyKind};
 pub struct DatabaseArgs {
     /// Database URL: sqlite://<path> (embedded mode) or postgres://<user>@<host>:<port>/<db>
     /// (cluster mode).
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", value_parser = DatabaseUrlParser)]
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true, default_value = "sqlite://herald.db", value_parser = DatabaseUrlParser)]
     pub database_url: DatabaseUrl,
 
     /// Maximum database connections.
@@ -261,7 +261,7 @@ pub struct ServeArgs {
 
     /// Cluster mode: Redis that nodes announce messages and changes on (redis://host:port).
     /// Needs PostgreSQL storage.
-    #[arg(long, env = "HERALD_REDIS_URL", value_parser = |raw: &str| Ok::<_, String>(RedisUrl(raw.to_owned())))]
+    #[arg(long, env = "HERALD_REDIS_URL", hide_env_values = true, value_parser = |raw: &str| Ok::<_, String>(RedisUrl(raw.to_owned())))]
     pub redis_url: Option<RedisUrl>,
 
     /// Cluster mode: prefix of the Redis pub/sub channels (default `herald:<cluster id>`, the
