@@ -17,7 +17,7 @@ use crate::keys::{Key, KeyKind};
 pub struct DatabaseArgs {
     /// Database URL: sqlite://<path> (embedded mode) or postgres://<user>@<host>:<port>/<db>
     /// (cluster mode).
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", value_parser = DatabaseUrlParser)]
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true, default_value = "sqlite://herald.db", value_parser = DatabaseUrlParser)]
     pub database_url: DatabaseUrl,
 
     /// Maximum database connections.
@@ -52,7 +52,24 @@ impl std::fmt::Debug for DatabaseUrl {
     }
 }
 
-/// Replaces the password of a URL's user info and any `password=` query parameter with `***`.
+/// A Redis URL as given; shown with its password masked.
+#[derive(Clone)]
+pub struct RedisUrl(pub String);
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&mask_password(&self.0))
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// Replaces the password of a URL's user info and any `password=` (PostgreSQL) or `pass=`
+/// (Redis over a Unix socket) query parameter with `***`.
 fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -71,7 +88,10 @@ fn mask_password(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("pass") =>
+                    {
                         format!("{key}=***")
                     }
                     _ => pair.to_owned(),
@@ -241,13 +261,18 @@ pub struct ServeArgs {
 
     /// Cluster mode: Redis that nodes announce messages and changes on (redis://host:port).
     /// Needs PostgreSQL storage.
-    #[arg(long, env = "HERALD_REDIS_URL")]
-    pub redis_url: Option<String>,
+    #[arg(long, env = "HERALD_REDIS_URL", hide_env_values = true, value_parser = |raw: &str| Ok::<_, String>(RedisUrl(raw.to_owned())))]
+    pub redis_url: Option<RedisUrl>,
 
-    /// Cluster mode: prefix of the Redis pub/sub channels, so several clusters can share one
-    /// Redis. Every node of a cluster must use the same prefix.
-    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
-    pub redis_prefix: String,
+    /// Cluster mode: prefix of the Redis pub/sub channels (default `herald:<cluster id>`, the
+    /// id stored in the database). Every node of a cluster must use the same prefix.
+    #[arg(long, env = "HERALD_REDIS_PREFIX", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub redis_prefix: Option<String>,
+
+    /// Cluster mode: announcements waiting to be published on Redis; beyond this the oldest
+    /// are dropped (other nodes then read them from the database).
+    #[arg(long, env = "HERALD_REDIS_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub redis_queue: u32,
 
     /// Messages kept per channel room; 0 = unlimited.
     #[arg(long, env = "HERALD_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
@@ -524,6 +549,26 @@ mod tests {
             parse_database_url("postgres://u:p%40ss@h/d").unwrap()
         );
         assert!(!debug.contains("p%40ss"), "{debug}");
+    }
+
+    #[test]
+    fn redis_urls_never_show_their_password() {
+        let shown = |raw: &str| RedisUrl(raw.to_owned()).to_string();
+        assert_eq!(
+            shown("redis://:s3cret@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            shown("rediss://herald:s3cret@cache"),
+            "rediss://herald:***@cache"
+        );
+        assert_eq!(
+            shown("redis+unix:///run/redis.sock?db=1&pass=s3cret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(shown("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        let debug = format!("{:?}", RedisUrl("redis://:s3cret@cache".into()));
+        assert!(!debug.contains("s3cret"), "{debug}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Redis};
 use crate::config::{DatabaseArgs, DatabaseUrl, ServeArgs, SqliteSynchronous};
 use crate::hub::Hub;
 use crate::retention::Retention;
@@ -71,7 +71,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let hub = Hub::new(args.stream_queue as usize);
     let token = CancellationToken::new();
-    let (store, cluster) = match args.redis_url.as_deref() {
+    let (store, cluster) = match &args.redis_url {
         None => (
             open_store(&args.database, Arc::new(hub.clone())).await?,
             None,
@@ -84,14 +84,25 @@ pub async fn run(
                      one node on SQLite"
                 );
             }
-            let (cluster, relay) = Cluster::connect(url, &args.redis_prefix).await?;
+            // The store hears every commit on the cluster side, and holds the cluster's id and
+            // secret that Redis is joined with: the store first, then Redis.
+            let (cluster, relay) = Cluster::new(args.redis_queue as usize);
             let store = open_store(&args.database, cluster.clone()).await?;
-            let changes = relay.start(
-                hub.clone(),
-                store.clone(),
-                args.poll_timeout / 10,
-                token.clone(),
-            );
+            let identity = store.cluster_identity().await?;
+            let redis = Redis {
+                url,
+                prefix: args.redis_prefix.as_deref(),
+                identity: &identity,
+            };
+            let changes = relay
+                .start(
+                    redis,
+                    hub.clone(),
+                    store.clone(),
+                    args.poll_timeout / 10,
+                    token.clone(),
+                )
+                .await?;
             (store, Some((cluster, changes)))
         }
     };

@@ -130,6 +130,26 @@ pub trait Store:
 {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// The cluster's id and secret (SPEC §11.5), created on first use; every process on the
+    /// database gets the same pair.
+    async fn cluster_identity(&self) -> StoreResult<ClusterIdentity>;
+}
+
+/// Who a cluster is on Redis: `id` names it (the default channel prefix is `herald:<id>`),
+/// `secret` keys the tags of its messages.
+#[derive(Clone)]
+pub struct ClusterIdentity {
+    pub id: String,
+    pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for ClusterIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterIdentity")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Accounts (SPEC §4).

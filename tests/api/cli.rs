@@ -287,6 +287,25 @@ async fn an_unreachable_postgresql_stops_startup_with_a_clear_message() {
     assert!(!stderr.contains("Secret-Pass-1"), "{stderr}");
 }
 
+/// `--help` shows the environment's values of settings; never the URLs, which hold passwords.
+#[tokio::test]
+async fn help_never_shows_the_database_or_redis_password() {
+    let (code, stdout, _) = run_herald(
+        &["serve", "--help"],
+        &[
+            (
+                "HERALD_DATABASE_URL",
+                "postgres://herald:Secret-Pass-4@db/herald",
+            ),
+            ("HERALD_REDIS_URL", "redis://:Secret-Pass-5@cache:6379"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("HERALD_REDIS_URL"), "{stdout}");
+    assert!(!stdout.contains("Secret-Pass"), "{stdout}");
+}
+
 #[tokio::test]
 async fn version_prints_the_package_version() {
     let (code, stdout, _) = run_herald(&["--version"], &[]).await;

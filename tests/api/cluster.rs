@@ -1,10 +1,11 @@
 //! Cluster mode (SPEC §11.5, §9.5, §9.11): several `herald serve` processes on one PostgreSQL,
 //! telling each other about messages and changes through Redis.
 //!
-//! Each test starts its own nodes on a schema of its own and a Redis channel prefix of its own,
-//! so the tests run in parallel with each other and with anyone else on the same Redis. The
-//! nodes reach Redis through a proxy in the test ([`RedisProxy`]) that can cut every connection
-//! and refuse new ones, which is how Redis "goes away" without touching the shared server.
+//! Each test starts its own nodes on a schema of its own, hence a cluster id and a default Redis
+//! channel prefix (`herald:<cluster id>`) of their own, so the tests run in parallel with each
+//! other and with anyone else on the same Redis. The nodes reach Redis through a proxy in the
+//! test ([`RedisProxy`]) that can cut every connection and refuse new ones, which is how Redis
+//! "goes away" without touching the shared server.
 //!
 //! The tests need `HERALD_TEST_DATABASE_URL` and `HERALD_TEST_REDIS_URL`; without them they say
 //! so and pass. The configuration check (SQLite with a Redis URL) needs neither and always runs.
@@ -18,6 +19,7 @@ use futures_util::StreamExt;
 use herald::keys::{Key, KeyKind};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
@@ -27,14 +29,18 @@ use tokio_util::sync::CancellationToken;
 use crate::chaos::{self, CHANNEL, INSTANCE, Storm};
 use crate::cli::{ChildServer, run_herald};
 use crate::helpers::{Resp, TestDb};
-use crate::poll::{PERMISSION_DENIED, WAIT, id_of, read_resp, without_links};
+use crate::poll::{PERMISSION_DENIED, WAIT, assert_waiting, id_of, read_resp, without_links};
 use crate::sse::{Sse, sse_open};
-use crate::websocket::{Ws, expect_error_then_close, next_json, ws_open, ws_request};
+use crate::websocket::{Ws, assert_quiet, expect_error_then_close, next_json, ws_open, ws_request};
 
 /// How soon every node must act on a change made on another (SPEC §11.5).
 /// `/health`'s fan-out while a node has no Redis subscription.
 const REDIS_DOWN: &str = "error: not connected to Redis; reconnecting";
 const CHANGE_BOUND: Duration = Duration::from_secs(1);
+/// What a node logs at start-up just before its Redis channels (`<prefix>:messages`, ...).
+const ANNOUNCING_ON: &str = "announcing on Redis channels ";
+/// What a node logs on dropping a Redis message without a valid tag.
+const REJECTED: &str = "without a valid tag";
 /// A poll timeout whose safety timer (a tenth of it) never fires within a test, so whatever
 /// arrives came through Redis or a repair Redis triggered.
 const NO_SAFETY_NET: &str = "3600s";
@@ -151,7 +157,7 @@ impl Drop for RedisProxy {
 }
 
 /// Nodes (`herald serve` child processes) on one fresh PostgreSQL schema, reaching Redis
-/// through one proxy under a prefix of their own.
+/// through one proxy under the cluster's default prefix (unless `settings` name one).
 ///
 /// Fields drop in order: the nodes (killed) before the proxy and the schema.
 struct Cluster {
@@ -160,7 +166,6 @@ struct Cluster {
     addrs: Vec<String>,
     proxy: RedisProxy,
     db: TestDb,
-    prefix: String,
     admin_key: String,
     /// Extra settings of every node.
     settings: Vec<(&'static str, String)>,
@@ -180,7 +185,6 @@ impl Cluster {
             addrs: Vec::new(),
             proxy: RedisProxy::start(&services.redis_url).await,
             db: TestDb::postgres(&services.database_url).await,
-            prefix: format!("herald-test-{:016x}", rand::random::<u64>()),
             admin_key: Key::generate(KeyKind::Account).as_str().to_owned(),
             settings: settings
                 .iter()
@@ -206,7 +210,6 @@ impl Cluster {
         let mut env = vec![
             ("HERALD_LISTEN", listen.to_owned()),
             ("HERALD_REDIS_URL", self.proxy.url.clone()),
-            ("HERALD_REDIS_PREFIX", self.prefix.clone()),
             ("HERALD_ADMIN_KEY", self.admin_key.clone()),
         ];
         env.extend(self.settings.iter().cloned());
@@ -225,6 +228,68 @@ impl Cluster {
         let env = self.env(&self.addrs[node]);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.nodes[node] = Some(ChildServer::start(&self.db, &env).await);
+    }
+
+    /// Waits until a node has logged a line containing `needle`, and returns the line; bounded.
+    async fn until_logged(&self, node: usize, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log(node);
+            if let Some(line) = log.lines().find(|line| line.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} never logged {needle:?}:\n{log}"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last lines a node logged.
+    fn log(&self, node: usize) -> String {
+        self.nodes[node]
+            .as_ref()
+            .expect("the node is running")
+            .log_tail()
+    }
+
+    /// The Redis channel prefix a node said at start-up that it announces under.
+    async fn prefix(&self, node: usize) -> String {
+        let line = self.until_logged(node, ANNOUNCING_ON).await;
+        line.split(ANNOUNCING_ON)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|channel| channel.strip_suffix(":messages"))
+            .unwrap_or_else(|| panic!("no prefix in {line:?}"))
+            .to_owned()
+    }
+
+    /// Reads the cluster's database: `query` must give one row of one column.
+    async fn query_one<T>(&self, query: &str) -> T
+    where
+        T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        let mut conn = PgConnection::connect(&self.db.url())
+            .await
+            .expect("connect to the cluster's database");
+        let value = sqlx::query_scalar(query)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{query}: {err}"));
+        let _ = conn.close().await;
+        value
+    }
+
+    /// `rivia/witchers` as announcements on Redis name it: (instance id, channel id).
+    async fn witchers_ids(&self) -> (i64, i64) {
+        let instance_id = self
+            .query_one("SELECT id FROM instances WHERE name = 'rivia'")
+            .await;
+        let channel_id = self
+            .query_one("SELECT id FROM channels WHERE name = 'witchers'")
+            .await;
+        (instance_id, channel_id)
     }
 
     fn socket_addr(&self, node: usize) -> SocketAddr {
@@ -1146,6 +1211,215 @@ async fn chaos_over_three_nodes_with_a_redis_cut_and_a_killed_node() {
         report.summary,
         started.elapsed()
     );
+}
+
+/// Publishes raw bytes on a Redis channel, as anyone with access to Redis can; returns how
+/// many subscribers Redis handed them to.
+async fn publish_raw(redis_url: &str, channel: &str, payload: &[u8]) -> i64 {
+    let client = redis::Client::open(redis_url).expect("HERALD_TEST_REDIS_URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis");
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(&mut conn)
+        .await
+        .expect("PUBLISH")
+}
+
+/// The tag a node of the cluster whose secret is `secret` puts before `body` (the wire format
+/// of `src/cluster/tag.rs`).
+fn cluster_tag(secret: &[u8], topic: u8, body: &[u8]) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC key");
+    mac.update(&[topic]);
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// SPEC §11.5: nothing read from Redis is trusted without the cluster's tag. Forgeries of the
+/// next message and of the channel's deletion, untagged, wrongly tagged or cut short, reach
+/// every node; each drops them, warns once with the count and goes on, and the genuine next
+/// message is delivered once. The same forgery with the cluster's tag is taken: the tag alone
+/// kept the others out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_on_redis_without_the_cluster_tag_are_dropped_and_counted() {
+    let Some(services) = services() else { return };
+    let prefix = format!("herald-test-{:016x}", rand::random::<u64>());
+    let cluster = Cluster::start(
+        &services,
+        2,
+        &[
+            ("HERALD_POLL_TIMEOUT", NO_SAFETY_NET),
+            ("HERALD_REDIS_PREFIX", &prefix),
+        ],
+    )
+    .await;
+    let (a, b) = (0, 1);
+    for node in [a, b] {
+        assert_eq!(cluster.prefix(node).await, prefix, "node {node}");
+    }
+    let key = cluster.rivia(b, "none").await;
+    let (instance_id, channel_id) = cluster.witchers_ids().await;
+    let first = cluster.publish(b, "lobby", json!({"n": 1})).await;
+    let next = id_of(&first) + 1;
+
+    // A's subscribers wait for the next id.
+    let query = format!("room=lobby&last_id={}", id_of(&first));
+    let mut ws = cluster
+        .ws(a, "witchers", &format!("api_key={key}&{query}"))
+        .await;
+    let mut poll = cluster.spawn_poll(a, &query, &key);
+    sleep(Duration::from_millis(300)).await;
+
+    let header = json!({"node": 1, "channel": channel_id, "id": next, "room": "lobby"});
+    let forged = json!({"id": next, "room": "lobby", "action": "custom", "author": {},
+                        "metadata": {}, "payload": {"forged": true},
+                        "created_at": first["created_at"]});
+    let announcement = format!("{header}\n{forged}").into_bytes();
+    let deletion = json!({"node": 1, "change": {"kind": "channel_deleted",
+                          "instance_id": instance_id, "name": "witchers",
+                          "channel_id": channel_id}})
+    .to_string()
+    .into_bytes();
+    let wrong_tag: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    let messages = format!("{prefix}:messages");
+    let control = format!("{prefix}:control");
+    let forgeries = [
+        (&messages, announcement.clone()),
+        (&messages, [&wrong_tag[..], &announcement].concat()),
+        (&messages, wrong_tag[..31].to_vec()),
+        (&control, deletion.clone()),
+        (&control, [&wrong_tag[..], &deletion].concat()),
+    ];
+    for (channel, payload) in &forgeries {
+        let receivers = publish_raw(&services.redis_url, channel, payload).await;
+        assert_eq!(
+            receivers, 2,
+            "both nodes hear what is published on {channel}"
+        );
+    }
+
+    // Nothing was delivered, nothing was closed.
+    assert_quiet(&mut ws).await;
+    assert_waiting(&mut poll).await;
+    // Each node counted the forgeries and warned once (the first at once, the rest are held for
+    // the next warning, a minute later).
+    for node in [a, b] {
+        let warning = cluster.until_logged(node, REJECTED).await;
+        assert!(
+            warning.contains("dropped 1 Redis message without a valid tag (1 since start)")
+                && warning.contains(&format!("prefix {prefix}?")),
+            "node {node}: {warning}"
+        );
+        let warnings = cluster.log(node).matches(REJECTED).count();
+        assert_eq!(warnings, 1, "node {node}:\n{}", cluster.log(node));
+    }
+
+    // The genuine next message is delivered, once.
+    let genuine = cluster.publish(b, "lobby", json!({"n": 2})).await;
+    assert_eq!(id_of(&genuine), next);
+    let resp = timeout(WAIT, poll)
+        .await
+        .expect("the poll answered")
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_message(&resp.json, &genuine, "poll");
+    assert_message(&next_json(&mut ws).await, &genuine, "websocket");
+
+    // The control: the cluster's own tag on a forgery of the id after it gets it through.
+    let secret: Vec<u8> = cluster
+        .query_one("SELECT secret FROM cluster_identity")
+        .await;
+    let header = json!({"node": 1, "channel": channel_id, "id": next + 1, "room": "lobby"});
+    let forged = json!({"id": next + 1, "room": "lobby", "action": "custom", "author": {},
+                        "metadata": {}, "payload": {"forged": true},
+                        "created_at": first["created_at"]});
+    let announcement = format!("{header}\n{forged}").into_bytes();
+    let tagged = [cluster_tag(&secret, b'm', &announcement), announcement].concat();
+    publish_raw(&services.redis_url, &messages, &tagged).await;
+    assert_eq!(
+        next_json(&mut ws).await,
+        forged,
+        "websocket after the genuine message"
+    );
+}
+
+/// SPEC §11.5: two clusters on one Redis, neither setting a prefix, never see each other's
+/// traffic, though their instances, channels, rooms and message ids are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_sharing_a_redis_without_a_prefix_never_see_each_other() {
+    let Some(services) = services() else { return };
+    let settings = [("HERALD_POLL_TIMEOUT", NO_SAFETY_NET)];
+    let (x, y) = tokio::join!(
+        Cluster::start(&services, 2, &settings),
+        Cluster::start(&services, 2, &settings)
+    );
+    let prefixes = [x.prefix(0).await, y.prefix(0).await];
+    assert_eq!(x.prefix(1).await, prefixes[0]);
+    assert_eq!(y.prefix(1).await, prefixes[1]);
+    assert_ne!(prefixes[0], prefixes[1]);
+    for prefix in &prefixes {
+        assert!(prefix.starts_with("herald:"), "{prefix}");
+    }
+    let keys = [x.rivia(0, "none").await, y.rivia(0, "none").await];
+    assert_eq!(x.witchers_ids().await, y.witchers_ids().await);
+
+    let query = |key: &str| format!("api_key={key}&room=lobby&last_id=0");
+    let mut x_ws = x.ws(0, "witchers", &query(&keys[0])).await;
+    let mut y_ws = y.ws(0, "witchers", &query(&keys[1])).await;
+    sleep(Duration::from_millis(300)).await;
+    let mut published = [Vec::new(), Vec::new()];
+    for n in 0..5 {
+        published[0].push(x.publish(1, "lobby", json!({"cluster": "x", "n": n})).await);
+        published[1].push(y.publish(1, "lobby", json!({"cluster": "y", "n": n})).await);
+    }
+    assert_eq!(id_of(&published[0][4]), id_of(&published[1][4]));
+    for (ws, published, name) in [
+        (&mut x_ws, &published[0], "x"),
+        (&mut y_ws, &published[1], "y"),
+    ] {
+        for (n, message) in published.iter().enumerate() {
+            assert_message(
+                &next_json(ws).await,
+                message,
+                &format!("cluster {name} #{n}"),
+            );
+        }
+        assert_quiet(ws).await;
+    }
+    // Neither heard (and dropped) anything of the other's.
+    for (cluster, name) in [(&x, "x"), (&y, "y")] {
+        for node in 0..2 {
+            let log = cluster.log(node);
+            assert!(
+                !log.contains(REJECTED),
+                "cluster {name}, node {node}:\n{log}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_stops_startup_without_showing_its_password() {
+    let Some(services) = services() else { return };
+    let db = TestDb::postgres(&services.database_url).await;
+    let mut env = db.env();
+    env.push((
+        "HERALD_REDIS_URL",
+        "redis://:Secret-Pass-3@127.0.0.1:1".to_owned(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, _, stderr) = run_herald(&["serve", "--listen", "127.0.0.1:0"], &env).await;
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("could not connect to Redis at redis://:***@127.0.0.1:1")
+            && stderr.contains("is it running?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Secret-Pass-3"), "{stderr}");
 }
 
 #[tokio::test]

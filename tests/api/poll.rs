@@ -139,7 +139,7 @@ fn assert_delivered(resp: &Resp, published: &Value) {
 }
 
 /// Asserts that a spawned poll has not answered within [`QUIET`].
-async fn assert_waiting(poll: &mut JoinHandle<Resp>) {
+pub(crate) async fn assert_waiting(poll: &mut JoinHandle<Resp>) {
     if let Ok(answer) = timeout(QUIET, poll).await {
         panic!(
             "the poll answered although nothing new was published: {:?}",

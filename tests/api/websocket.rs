@@ -153,7 +153,7 @@ pub(crate) async fn expect_error_then_close(ws: &mut Ws, detail: &str, code: u16
 }
 
 /// Asserts that no frame but Ping/Pong arrives within [`QUIET`].
-async fn assert_quiet(ws: &mut Ws) {
+pub(crate) async fn assert_quiet(ws: &mut Ws) {
     let deadline = Instant::now() + QUIET;
     while let Ok(frame) = timeout(deadline - Instant::now(), ws.next()).await {
         match frame {

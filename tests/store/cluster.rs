@@ -52,6 +52,57 @@ async fn nodes_starting_together_migrate_and_bootstrap_once() {
     .await;
 }
 
+mod run {
+    crate::store_tests!(the_cluster_identity_is_made_once);
+}
+
+/// Both schemas have the identity table; a second read returns the pair the first one made.
+pub async fn the_cluster_identity_is_made_once(ctx: Ctx) {
+    let first = ctx.store.cluster_identity().await.unwrap();
+    let again = ctx.store.cluster_identity().await.unwrap();
+    assert_eq!((&again.id, again.secret), (&first.id, first.secret));
+    assert_ne!(first.secret, [0; 32]);
+}
+
+/// SPEC §11.5: the nodes of one database share one cluster id and secret, however they race to
+/// create it; another database has another pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_agree_on_one_cluster_identity() {
+    on_postgres(
+        "nodes_starting_together_agree_on_one_cluster_identity",
+        |url| async move {
+            let opened = futures_util::future::join_all((0..3).map(|_| node(&url))).await;
+            let identities = futures_util::future::join_all(
+                opened.iter().map(|(store, _)| store.cluster_identity()),
+            )
+            .await;
+            let first = identities[0].as_ref().expect("cluster identity").clone();
+            for identity in &identities {
+                let identity = identity.as_ref().expect("cluster identity");
+                assert_eq!((&identity.id, identity.secret), (&first.id, first.secret));
+            }
+            assert_eq!(first.id.len(), 32, "{}", first.id);
+            assert!(
+                first.id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}",
+                first.id
+            );
+            // Read again later, it is still the same.
+            let again = opened[2].0.cluster_identity().await.unwrap();
+            assert_eq!((again.id, again.secret), (first.id.clone(), first.secret));
+
+            on_postgres("a second cluster", |other| async move {
+                let (store, _) = node(&other).await;
+                let theirs = store.cluster_identity().await.unwrap();
+                assert_ne!(theirs.id, first.id);
+                assert_ne!(theirs.secret, first.secret);
+            })
+            .await;
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_prunes_at_a_time() {
     on_postgres("one_node_prunes_at_a_time", |url| async move {

@@ -12,6 +12,7 @@
 mod accounts;
 mod channels;
 mod classes;
+mod identity;
 mod instances;
 mod messages;
 mod objects;
@@ -27,7 +28,7 @@ use async_trait::async_trait;
 
 use super::postgres::{Clustered, dec, enc};
 use super::sqlite::Embedded;
-use super::{Store, StoreResult};
+use super::{ClusterIdentity, Store, StoreResult};
 
 pub(super) use objects::run_write;
 pub(super) use rows::*;
@@ -71,6 +72,10 @@ impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         self.db.read().run(Sql::new("SELECT 1")).await?;
         Ok(())
+    }
+
+    async fn cluster_identity(&self) -> StoreResult<ClusterIdentity> {
+        identity::cluster_identity(&self.db).await
     }
 }
 
@@ -367,6 +372,10 @@ impl Row {
     }
 
     pub fn opt_raw(&self, column: &str) -> sqlx::Result<Option<String>> {
+        self.get(column)
+    }
+
+    pub fn bytes(&self, column: &str) -> sqlx::Result<Vec<u8>> {
         self.get(column)
     }
 

@@ -4,17 +4,25 @@
 //! message is announced on `<prefix>:messages`; each node hands announcements to its own subscribers
 //! through one sequencer task that delivers a channel's ids strictly in order. Announcements
 //! from different nodes can arrive out of order or not at all (Redis restarts, dropped
-//! connections), so a node that sees a gap waits a moment for the missing ids, then reads them
-//! from storage; it also re-reads every watched channel when Redis comes back and on a safety
-//! timer. Delay is possible; loss, duplication and reordering are not.
+//! connections, a full publish queue), so a node that sees a gap waits a moment for the missing
+//! ids, then reads them from storage; it also re-reads every watched channel when Redis comes
+//! back and on a safety timer. Delay is possible; loss, duplication and reordering are not.
 //!
 //! Changes that make cached rows or open streams stale (key resets, deletions, permission
 //! changes) go out on `<prefix>:control`, so every node forgets them and re-checks its streams.
+//!
+//! Nothing read from Redis is trusted unless it carries a valid tag made with the cluster secret
+//! from the database (see `tag`); anything else is counted and dropped. The prefix defaults to
+//! `herald:<cluster id>`, so clusters sharing a Redis do not even see each other's traffic.
+
+mod queue;
+mod tag;
+mod throttle;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,8 +32,12 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RedisUrl;
 use crate::hub::{Delivery, Hub};
-use crate::store::{CommitListener, Message, MessageStore};
+use crate::store::{ClusterIdentity, CommitListener, Message, MessageStore};
+use queue::{Outbound, Taken};
+use tag::{Signer, Topic};
+use throttle::Throttle;
 
 /// How long a gap may stay open waiting for announcements before storage is read. Nodes
 /// announce right after their commits, so a later id usually arrives within a millisecond.
@@ -34,6 +46,8 @@ const GAP_WAIT: Duration = Duration::from_millis(15);
 const REPAIR_PAGE: i64 = 512;
 /// Announcements sent to Redis in one pipeline.
 const PUBLISH_BATCH: usize = 256;
+/// Least time between two warnings about rejected or dropped Redis messages.
+const WARNING_PERIOD: Duration = Duration::from_secs(60);
 
 /// Something that makes cached rows or open streams stale on every node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,8 +102,38 @@ struct Announcement<'a> {
 /// The Redis channel names of one cluster.
 #[derive(Clone)]
 struct Topics {
+    prefix: Arc<str>,
     messages: Arc<str>,
     control: Arc<str>,
+}
+
+impl Topics {
+    fn new(prefix: &str) -> Topics {
+        Topics {
+            prefix: prefix.into(),
+            messages: format!("{prefix}:messages").into(),
+            control: format!("{prefix}:control").into(),
+        }
+    }
+
+    fn name(&self, topic: Topic) -> &str {
+        match topic {
+            Topic::Messages => &self.messages,
+            Topic::Control => &self.control,
+        }
+    }
+
+    fn of(&self, channel: &str) -> Option<Topic> {
+        [Topic::Messages, Topic::Control]
+            .into_iter()
+            .find(|topic| self.name(*topic) == channel)
+    }
+}
+
+/// The Redis channel prefix of a cluster that sets none: its own, so that clusters sharing a
+/// Redis never see each other's traffic.
+pub fn default_prefix(cluster_id: &str) -> String {
+    format!("herald:{cluster_id}")
 }
 
 /// What the sequencer acts on.
@@ -108,59 +152,56 @@ enum Event {
 /// announce to the local hub in order.
 pub struct Cluster {
     node: u64,
-    topics: Topics,
     events: mpsc::UnboundedSender<Event>,
-    outbound: mpsc::UnboundedSender<(Arc<str>, Bytes)>,
+    outbound: Arc<Outbound>,
     connected: Arc<AtomicBool>,
+    rejected: Arc<AtomicU64>,
 }
 
-/// The relay's tasks, ready to start once the store (which reports commits to the
-/// [`Cluster`]) is open.
+/// The relay's tasks, ready to start once the store (which reports commits to the [`Cluster`]
+/// and holds the cluster secret) is open.
 pub struct Relay {
-    topics: Topics,
-    client: redis::Client,
-    pubsub: redis::aio::PubSub,
     node: u64,
     events: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
-    outbound_rx: mpsc::UnboundedReceiver<(Arc<str>, Bytes)>,
+    outbound: Arc<Outbound>,
     connected: Arc<AtomicBool>,
+    rejected: Arc<AtomicU64>,
+}
+
+/// Where, and as which cluster, a node talks on Redis.
+pub struct Redis<'a> {
+    pub url: &'a RedisUrl,
+    /// The channel prefix; `None` for [`default_prefix`].
+    pub prefix: Option<&'a str>,
+    pub identity: &'a ClusterIdentity,
 }
 
 impl Cluster {
-    /// Connects to Redis, failing with a clear message when it cannot.
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<(Arc<Cluster>, Relay)> {
-        let client = redis::Client::open(url)
-            .map_err(|err| anyhow::anyhow!("invalid Redis URL {url}: {err}"))?;
-        let topics = Topics {
-            messages: format!("{prefix}:messages").into(),
-            control: format!("{prefix}:control").into(),
-        };
-        let pubsub = subscribe(&client, &topics).await.map_err(|err| {
-            anyhow::anyhow!("could not connect to Redis at {url}: {err}; is it running?")
-        })?;
+    /// A node's cluster side, not yet talking to Redis: announcements wait in a queue of at
+    /// most `queue` messages until [`Relay::start`].
+    pub fn new(queue: usize) -> (Arc<Cluster>, Relay) {
         let node = rand::random::<u64>();
         let (events, events_rx) = mpsc::unbounded_channel();
-        let (outbound, outbound_rx) = mpsc::unbounded_channel();
-        let connected = Arc::new(AtomicBool::new(true));
+        let outbound = Arc::new(Outbound::new(queue));
+        let connected = Arc::new(AtomicBool::new(false));
+        let rejected = Arc::new(AtomicU64::new(0));
         let cluster = Arc::new(Cluster {
             node,
-            topics: topics.clone(),
             events: events.clone(),
-            outbound,
+            outbound: outbound.clone(),
             connected: connected.clone(),
+            rejected: rejected.clone(),
         });
         let relay = Relay {
-            topics,
-            client,
-            pubsub,
             node,
             events,
             events_rx,
-            outbound_rx,
+            outbound,
             connected,
+            rejected,
         };
-        Ok((cluster, relay))
+        (cluster, relay)
     }
 
     /// Tells the other nodes about a change (this node has applied it already).
@@ -170,9 +211,7 @@ impl Cluster {
             change,
         };
         if let Ok(bytes) = serde_json::to_vec(&message) {
-            let _ = self
-                .outbound
-                .send((self.topics.control.clone(), Bytes::from(bytes)));
+            self.outbound.push(Topic::Control, Bytes::from(bytes));
         }
     }
 
@@ -180,30 +219,68 @@ impl Cluster {
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
+
+    /// Messages read from Redis and dropped since start because their tag was missing or wrong.
+    pub fn rejected_messages(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Cluster {
+    /// The publisher ends once it has sent what is queued.
+    fn drop(&mut self) {
+        self.outbound.close();
+    }
 }
 
 impl Relay {
-    /// Starts the publisher, the listener and the sequencer. Returns the changes other nodes
-    /// announce, for the caller to apply.
-    pub fn start(
+    /// Subscribes to the cluster's Redis channels (failing with a clear message when it
+    /// cannot), then starts the publisher, the listener and the sequencer. Returns the changes
+    /// other nodes announce, for the caller to apply.
+    pub async fn start(
         self,
+        redis: Redis<'_>,
         hub: Hub,
         store: Arc<dyn MessageStore>,
         safety_period: Duration,
         shutdown: CancellationToken,
-    ) -> mpsc::UnboundedReceiver<Change> {
+    ) -> anyhow::Result<mpsc::UnboundedReceiver<Change>> {
+        let url = redis.url;
+        let client = redis::Client::open(url.0.as_str())
+            .map_err(|err| anyhow::anyhow!("invalid Redis URL {url}: {err}"))?;
+        let prefix = redis
+            .prefix
+            .map_or_else(|| default_prefix(&redis.identity.id), str::to_owned);
+        let topics = Topics::new(&prefix);
+        let pubsub = subscribe(&client, &topics).await.map_err(|err| {
+            anyhow::anyhow!("could not connect to Redis at {url}: {err}; is it running?")
+        })?;
+        self.connected.store(true, Ordering::Relaxed);
+        let id = &redis.identity.id;
+        tracing::info!(
+            "cluster {id}: announcing on Redis channels {prefix}:messages and {prefix}:control"
+        );
+        let signer = Signer::new(&redis.identity.secret);
+
         let (changes_tx, changes) = mpsc::unbounded_channel();
         hub.sequence_from(store.clone());
-        tokio::spawn(publish_loop(self.client.clone(), self.outbound_rx));
+        tokio::spawn(publish_loop(
+            client.clone(),
+            topics.clone(),
+            signer.clone(),
+            self.outbound,
+        ));
         let listener = Listener {
-            topics: self.topics,
-            client: self.client,
+            topics,
+            client,
+            signer,
             node: self.node,
             events: self.events,
             changes: changes_tx,
             connected: self.connected,
+            rejected: self.rejected,
         };
-        tokio::spawn(listener.run(Some(self.pubsub), shutdown.clone()));
+        tokio::spawn(listener.run(Some(pubsub), shutdown.clone()));
         tokio::spawn(sequence(
             hub,
             store,
@@ -211,7 +288,7 @@ impl Relay {
             safety_period,
             shutdown,
         ));
-        changes
+        Ok(changes)
     }
 }
 
@@ -224,8 +301,8 @@ impl CommitListener for Cluster {
             id: message.id,
             room: message.room.as_deref().map(Cow::Borrowed),
         };
-        // One buffer: the header line, then the JSON. Redis gets all of it; local subscribers
-        // share the JSON part of the same allocation.
+        // One buffer: the header line, then the JSON. Redis gets all of it (after its tag);
+        // local subscribers share the JSON part of the same allocation.
         let mut bytes = Vec::with_capacity(json.len() + 64);
         if serde_json::to_writer(&mut bytes, &announcement).is_err() {
             return;
@@ -240,7 +317,7 @@ impl CommitListener for Cluster {
             room: message.room.clone(),
             delivery: Arc::new(Delivery::new(message.id, bytes.slice(header..))),
         });
-        let _ = self.outbound.send((self.topics.messages.clone(), bytes));
+        self.outbound.push(Topic::Messages, bytes);
     }
 }
 
@@ -255,8 +332,8 @@ async fn subscribe(
     Ok(pubsub)
 }
 
-/// Sends announcements in pipelined batches. When Redis is away they are dropped: the other
-/// nodes repair from storage when it returns.
+/// Sends announcements in pipelined batches, each with its tag. When Redis is away they are
+/// dropped: the other nodes repair from storage when it returns.
 ///
 /// A connection Redis dropped while this node had nothing to announce is only found dead by
 /// the next write. That batch is sent again on a fresh connection: dropping it would leave the
@@ -264,14 +341,27 @@ async fn subscribe(
 /// those messages until their safety timer.
 async fn publish_loop(
     client: redis::Client,
-    mut outbound: mpsc::UnboundedReceiver<(Arc<str>, Bytes)>,
+    topics: Topics,
+    signer: Signer,
+    outbound: Arc<Outbound>,
 ) {
     let mut connection = None;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while outbound.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+    let mut overflow = Throttle::new(WARNING_PERIOD);
+    let mut dropped_total = 0;
+    while let Taken::Batch { dropped } = outbound.take(&mut batch, PUBLISH_BATCH).await {
+        dropped_total += dropped;
+        if let Some(count) = overflow.record(dropped, Instant::now()) {
+            tracing::warn!(
+                "the Redis publish queue was full: dropped the oldest {count} announcements \
+                 ({dropped_total} since start); other nodes read them from storage, later. \
+                 If Redis is up but slow, raise --redis-queue"
+            );
+        }
         let mut pipe = redis::pipe();
-        for (channel, payload) in batch.iter() {
-            pipe.publish(&**channel, payload.as_ref()).ignore();
+        for (topic, payload) in batch.iter() {
+            pipe.publish(topics.name(*topic), signer.tag(*topic, payload))
+                .ignore();
         }
         loop {
             let fresh = connection.is_none();
@@ -308,37 +398,32 @@ async fn publish_loop(
 struct Listener {
     topics: Topics,
     client: redis::Client,
+    signer: Signer,
     node: u64,
     events: mpsc::UnboundedSender<Event>,
     changes: mpsc::UnboundedSender<Change>,
     connected: Arc<AtomicBool>,
+    rejected: Arc<AtomicU64>,
 }
 
 impl Listener {
     async fn run(self, mut pubsub: Option<redis::aio::PubSub>, shutdown: CancellationToken) {
-        let Listener {
-            topics,
-            client,
-            node,
-            events,
-            changes,
-            connected,
-        } = self;
         let mut backoff = Duration::from_millis(50);
+        let mut rejections = Throttle::new(WARNING_PERIOD);
         loop {
             let Some(current) = pubsub.take() else {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}
                 }
-                match subscribe(&client, &topics).await {
+                match subscribe(&self.client, &self.topics).await {
                     Ok(fresh) => {
                         tracing::info!("Redis connection restored; re-reading watched channels");
                         pubsub = Some(fresh);
                         backoff = Duration::from_millis(50);
-                        connected.store(true, Ordering::Relaxed);
-                        let _ = changes.send(Change::Everything);
-                        let _ = events.send(Event::Resync);
+                        self.connected.store(true, Ordering::Relaxed);
+                        let _ = self.changes.send(Change::Everything);
+                        let _ = self.events.send(Event::Resync);
                     }
                     Err(err) => {
                         tracing::debug!("Redis still unavailable: {err}");
@@ -351,37 +436,71 @@ impl Listener {
             loop {
                 let message = tokio::select! {
                     () = shutdown.cancelled() => return,
+                    () = wait_until(rejections.due()) => {
+                        let count = rejections.flush(Instant::now());
+                        self.warn_rejected(count);
+                        continue;
+                    }
                     message = messages.next() => message,
                 };
                 let Some(message) = message else { break };
-                let payload = message.get_payload_bytes();
-                if message.get_channel_name() == &*topics.messages {
-                    let Some(split) = payload.iter().position(|&b| b == b'\n') else {
-                        continue;
-                    };
-                    let Ok(announced) = serde_json::from_slice::<Announcement>(&payload[..split])
-                    else {
-                        continue;
-                    };
-                    if announced.node == node {
-                        continue;
+                let Some(topic) = self.topics.of(message.get_channel_name()) else {
+                    continue;
+                };
+                match self.signer.open(topic, message.get_payload_bytes()) {
+                    Some(body) => self.receive(topic, body),
+                    None => {
+                        self.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.warn_rejected(rejections.record(1, Instant::now()));
                     }
-                    let json = Bytes::copy_from_slice(&payload[split + 1..]);
-                    let _ = events.send(Event::Message {
-                        channel_id: announced.channel,
-                        id: announced.id,
-                        room: announced.room.map(Cow::into_owned),
-                        delivery: Arc::new(Delivery::new(announced.id, json)),
-                    });
-                } else if let Ok(control) = serde_json::from_slice::<ControlMessage>(payload)
-                    && control.node != node
-                {
-                    let _ = changes.send(control.change);
                 }
             }
-            connected.store(false, Ordering::Relaxed);
+            self.connected.store(false, Ordering::Relaxed);
             tracing::warn!("lost the Redis subscription; reconnecting (storage repairs any gap)");
         }
+    }
+
+    /// Acts on a message whose tag was valid.
+    fn receive(&self, topic: Topic, body: &[u8]) {
+        match topic {
+            Topic::Messages => {
+                let Some(split) = body.iter().position(|&b| b == b'\n') else {
+                    return;
+                };
+                let Ok(announced) = serde_json::from_slice::<Announcement>(&body[..split]) else {
+                    return;
+                };
+                if announced.node == self.node {
+                    return;
+                }
+                let json = Bytes::copy_from_slice(&body[split + 1..]);
+                let _ = self.events.send(Event::Message {
+                    channel_id: announced.channel,
+                    id: announced.id,
+                    room: announced.room.map(Cow::into_owned),
+                    delivery: Arc::new(Delivery::new(announced.id, json)),
+                });
+            }
+            Topic::Control => {
+                if let Ok(control) = serde_json::from_slice::<ControlMessage>(body)
+                    && control.node != self.node
+                {
+                    let _ = self.changes.send(control.change);
+                }
+            }
+        }
+    }
+
+    fn warn_rejected(&self, count: Option<u64>) {
+        let Some(count) = count else { return };
+        let total = self.rejected.load(Ordering::Relaxed);
+        let plural = if count == 1 { "" } else { "s" };
+        tracing::warn!(
+            "dropped {count} Redis message{plural} without a valid tag ({total} since start); \
+             is another cluster or a stranger publishing on prefix {}? Nodes of one cluster \
+             share the secret in its database",
+            self.topics.prefix
+        );
     }
 }
 
@@ -571,6 +690,43 @@ mod tests {
             .unwrap()
     }
 
+    /// A SQLite store with one channel, and a hub that sequences from it.
+    async fn watched_channel() -> (tempfile::TempDir, Arc<dyn Store>, Channel, Hub) {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite =
+            SqlStore::open_sqlite(&dir.path().join("h.db"), false, 2, Arc::new(NoListener))
+                .await
+                .unwrap();
+        let channel = channel(&sqlite).await;
+        let store: Arc<dyn Store> = Arc::new(sqlite);
+        let hub = Hub::new(1024);
+        hub.sequence_from(store.clone());
+        (dir, store, channel, hub)
+    }
+
+    async fn subscribe(hub: &Hub, channel: &Channel, room: &str) -> crate::hub::Subscription {
+        hub.subscribe(channel.instance_id, channel, Some(room.into()))
+            .await
+            .unwrap()
+    }
+
+    /// The sequencer on its own task, with no safety timer: what it is sent, and its stop.
+    fn start_sequencer(
+        hub: &Hub,
+        store: &Arc<dyn Store>,
+    ) -> (mpsc::UnboundedSender<Event>, CancellationToken) {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(sequence(
+            hub.clone(),
+            store.clone(),
+            events_rx,
+            Duration::from_secs(3600),
+            shutdown.clone(),
+        ));
+        (events, shutdown)
+    }
+
     fn event(channel_id: i64, message: &Message) -> Event {
         Event::Message {
             channel_id,
@@ -596,23 +752,9 @@ mod tests {
     /// sees its ids once, in order, the holes read from storage.
     #[tokio::test]
     async fn the_sequencer_delivers_in_order_once_and_repairs_holes() {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite =
-            SqlStore::open_sqlite(&dir.path().join("h.db"), false, 2, Arc::new(NoListener))
-                .await
-                .unwrap();
-        let channel = channel(&sqlite).await;
-        let store: Arc<dyn Store> = Arc::new(sqlite);
-        let hub = Hub::new(1024);
-        hub.sequence_from(store.clone());
-        let mut room_a = hub
-            .subscribe(channel.instance_id, &channel, Some("a".into()))
-            .await
-            .unwrap();
-        let mut room_b = hub
-            .subscribe(channel.instance_id, &channel, Some("b".into()))
-            .await
-            .unwrap();
+        let (_dir, store, channel, hub) = watched_channel().await;
+        let mut room_a = subscribe(&hub, &channel, "a").await;
+        let mut room_b = subscribe(&hub, &channel, "b").await;
         assert_eq!(hub.delivered(channel.id), Some(0));
 
         let mut messages = Vec::new();
@@ -627,15 +769,7 @@ mod tests {
             };
             messages.push(store.publish(&channel, new).await.unwrap());
         }
-        let (events, events_rx) = mpsc::unbounded_channel();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(sequence(
-            hub.clone(),
-            store.clone(),
-            events_rx,
-            Duration::from_secs(3600),
-            shutdown.clone(),
-        ));
+        let (events, shutdown) = start_sequencer(&hub, &store);
         // 1, 2, then 4 before 3, a duplicate of 2, nothing of 10..=19, the rest backwards.
         let mut order: Vec<usize> = vec![0, 1, 3, 2, 1, 4, 5, 6, 7, 8];
         order.extend((20..40).rev());
@@ -657,19 +791,8 @@ mod tests {
     /// Nothing announced at all (Redis was away): a resync reads everything from storage.
     #[tokio::test]
     async fn a_resync_reads_what_was_never_announced() {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite =
-            SqlStore::open_sqlite(&dir.path().join("h.db"), false, 2, Arc::new(NoListener))
-                .await
-                .unwrap();
-        let channel = channel(&sqlite).await;
-        let store: Arc<dyn Store> = Arc::new(sqlite);
-        let hub = Hub::new(1024);
-        hub.sequence_from(store.clone());
-        let mut room_a = hub
-            .subscribe(channel.instance_id, &channel, Some("a".into()))
-            .await
-            .unwrap();
+        let (_dir, store, channel, hub) = watched_channel().await;
+        let mut room_a = subscribe(&hub, &channel, "a").await;
         for n in 0..5 {
             let new = NewMessage {
                 room: Some("a".into()),
@@ -680,15 +803,7 @@ mod tests {
             };
             store.publish(&channel, new).await.unwrap();
         }
-        let (events, events_rx) = mpsc::unbounded_channel();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(sequence(
-            hub.clone(),
-            store.clone(),
-            events_rx,
-            Duration::from_secs(3600),
-            shutdown.clone(),
-        ));
+        let (events, shutdown) = start_sequencer(&hub, &store);
         events.send(Event::Resync).unwrap();
         assert_eq!(ids(&mut room_a, 5).await, vec![1, 2, 3, 4, 5]);
         shutdown.cancel();
