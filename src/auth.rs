@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use crate::cache::{Invalidations, Miss};
 use crate::keys::{Key, KeyDigest, KeyKind};
 use crate::store::{Account, ApiKey, Store, StoreError, StoreResult};
 
@@ -97,15 +98,18 @@ const MAX_CACHED_KEYS: usize = 100_000;
 #[derive(Default)]
 pub struct KeyCache {
     entries: RwLock<HashMap<KeyDigest, (KeyDigest, Cached)>>,
+    invalidations: Invalidations,
 }
 
 impl KeyCache {
     /// Resolves a key to its credential, from the cache or the store. `None` for unknown keys.
     pub async fn resolve(&self, store: &dyn Store, key: &Key) -> StoreResult<Option<Credential>> {
         let digest = key.digest();
-        if let Some(Cached::Key(credential)) = self.cached(&digest) {
-            return Ok(Some(credential));
-        }
+        let miss = match self.cached(&digest) {
+            Ok(Cached::Key(credential)) => return Ok(Some(credential)),
+            Ok(Cached::User(_)) => self.invalidations.miss(),
+            Err(miss) => miss,
+        };
         let found = match key.kind() {
             KeyKind::Account => store
                 .account_by_key(&digest)
@@ -118,7 +122,7 @@ impl KeyCache {
         };
         match found {
             Ok(credential) => {
-                self.insert(digest, Cached::Key(credential.clone()));
+                self.insert(miss, digest, Cached::Key(credential.clone()));
                 Ok(Some(credential))
             }
             Err(StoreError::NotFound) => Ok(None),
@@ -133,16 +137,18 @@ impl KeyCache {
         key: &Key,
     ) -> StoreResult<Option<UserCredential>> {
         let digest = key.digest();
-        if let Some(Cached::User(user)) = self.cached(&digest) {
-            return Ok(Some(user));
-        }
+        let miss = match self.cached(&digest) {
+            Ok(Cached::User(user)) => return Ok(Some(user)),
+            Ok(Cached::Key(_)) => self.invalidations.miss(),
+            Err(miss) => miss,
+        };
         match store.user_by_key(&digest).await {
             Ok(user) => {
                 let credential = UserCredential {
                     id: user.id,
                     instance_id: user.instance_id,
                 };
-                self.insert(digest, Cached::User(credential.clone()));
+                self.insert(miss, digest, Cached::User(credential.clone()));
                 Ok(Some(credential))
             }
             Err(StoreError::NotFound) => Ok(None),
@@ -150,15 +156,22 @@ impl KeyCache {
         }
     }
 
-    fn cached(&self, digest: &KeyDigest) -> Option<Cached> {
+    fn cached(&self, digest: &KeyDigest) -> Result<Cached, Miss> {
         let entries = self.read();
-        let (stored, cached) = entries.get(digest)?;
-        // The map found the entry by hash; confirm the digest without a timing side channel.
-        stored.ct_eq(digest).then(|| cached.clone())
+        let found = entries
+            .get(digest)
+            // The map found the entry by hash; confirm the digest without a timing side channel.
+            .filter(|(stored, _)| stored.ct_eq(digest))
+            .map(|(_, cached)| cached.clone());
+        found.ok_or_else(|| self.invalidations.miss())
     }
 
-    fn insert(&self, digest: KeyDigest, cached: Cached) {
+    /// Stores what was read after `miss`, unless something was forgotten since.
+    fn insert(&self, miss: Miss, digest: KeyDigest, cached: Cached) {
         let mut entries = self.write();
+        if !self.invalidations.still_current(&miss) {
+            return;
+        }
         if entries.len() >= MAX_CACHED_KEYS {
             entries.clear();
         }
@@ -167,7 +180,9 @@ impl KeyCache {
 
     /// Drops every cached entry the predicate matches.
     fn forget(&self, matches: impl Fn(&Cached) -> bool) {
-        self.write().retain(|_, (_, cached)| !matches(cached));
+        let mut entries = self.write();
+        self.invalidations.bump();
+        entries.retain(|_, (_, cached)| !matches(cached));
     }
 
     pub fn forget_account(&self, account_id: i64) {
@@ -183,7 +198,9 @@ impl KeyCache {
     }
 
     pub fn forget_all(&self) {
-        self.write().clear();
+        let mut entries = self.write();
+        self.invalidations.bump();
+        entries.clear();
     }
 
     pub fn forget_instance(&self, instance_id: i64) {

@@ -274,6 +274,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_REDIS_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub redis_queue: u32,
 
+    /// How often each node reads the access log, so that changes to credentials and
+    /// permissions made elsewhere (the CLI, a node whose Redis message was lost) take effect.
+    #[arg(long, env = "HERALD_ACCESS_CHECK_INTERVAL", default_value = "5s", value_parser = parse_interval)]
+    pub access_check_interval: Duration,
+
     /// Messages kept per channel room; 0 = unlimited.
     #[arg(long, env = "HERALD_HISTORY_MAX_MESSAGES", default_value_t = 10_000)]
     pub history_max_messages: u64,

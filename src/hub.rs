@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::store::{Channel, CommitListener, Message, MessageStore, StoreResult};
 
@@ -66,8 +66,6 @@ struct Inner {
     channels: Mutex<HashMap<i64, ChannelTopics>>,
     /// How far one subscriber may fall behind a room's live messages before it lags.
     capacity: usize,
-    /// Bumped whenever credentials or permissions change; streams re-check on every bump.
-    access: watch::Sender<u64>,
     /// Set in cluster mode: where a channel's first subscription reads its starting id.
     sequenced_by: OnceLock<Arc<dyn MessageStore>>,
 }
@@ -134,7 +132,6 @@ impl Hub {
         Hub(Arc::new(Inner {
             channels: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
-            access: watch::channel(0).0,
             sequenced_by: OnceLock::new(),
         }))
     }
@@ -260,15 +257,6 @@ impl Hub {
     pub fn close_instance(&self, instance_id: i64) {
         self.lock()
             .retain(|_, topics| topics.instance_id != instance_id);
-    }
-
-    /// Tells every stream to re-check its credentials and permissions now.
-    pub fn access_changed(&self) {
-        self.0.access.send_modify(|generation| *generation += 1);
-    }
-
-    pub fn watch_access(&self) -> watch::Receiver<u64> {
-        self.0.access.subscribe()
     }
 
     /// Live subscriptions, for metrics and tests.

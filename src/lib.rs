@@ -3,6 +3,7 @@
 //! `run` serves the API on a listener the caller bound (tests pass port 0) until `shutdown`
 //! completes, then drains within `shutdown_grace`.
 
+pub mod access;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
@@ -60,6 +61,21 @@ pub async fn open_store(
         DatabaseUrl::Postgres(url) => Ok(Arc::new(
             SqlStore::open_postgres(url, args.db_pool, listener).await?,
         )),
+    }
+}
+
+/// Opens the configured database for a short command (`herald account ...`) that may run beside
+/// a server on the same database (SPEC §11.5): the server hears of its changes through the
+/// access log within `access_check_interval`.
+pub async fn open_store_beside_server(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match &args.database_url {
+        DatabaseUrl::Sqlite(path) => {
+            let synchronous_full = args.sqlite_synchronous == SqliteSynchronous::Full;
+            Ok(Arc::new(
+                SqlStore::open_sqlite_beside_server(path, synchronous_full).await?,
+            ))
+        }
+        DatabaseUrl::Postgres(_) => open_store(args, Arc::new(store::NoListener)).await,
     }
 }
 
@@ -127,7 +143,13 @@ pub async fn run(
     let grace = args.shutdown_grace;
     let limits = connections::Limits::from_args(&args);
     let (cluster, changes) = cluster.unzip();
+    let access_check_interval = args.access_check_interval;
     let state = http::AppState::new(args, store, hub, token.clone(), tasks.clone(), cluster);
+    tasks.spawn(access::follow_log(
+        state.clone(),
+        access_check_interval,
+        token.clone(),
+    ));
     if let Some(mut changes) = changes {
         // What other nodes changed: forget it here too.
         let state = state.clone();

@@ -116,7 +116,7 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
             database,
         } => {
             let email = model::parse_email(&email).map_err(|m| anyhow::anyhow!("--email: {m}"))?;
-            let store = herald::open_store(&database, Arc::new(NoListener)).await?;
+            let store = herald::open_store_beside_server(&database).await?;
             let generated = password.is_none().then(keys::generate_password);
             let password = password.or_else(|| generated.clone()).unwrap_or_default();
             if password.is_empty() {
@@ -150,7 +150,7 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
         }
         AccountCommand::ResetKey { email, database } => {
             let email = model::parse_email(&email).map_err(|m| anyhow::anyhow!("--email: {m}"))?;
-            let store = herald::open_store(&database, Arc::new(NoListener)).await?;
+            let store = herald::open_store_beside_server(&database).await?;
             let account = store
                 .account_by_email(&email)
                 .await
@@ -163,7 +163,7 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountCommand::List { database } => {
-            let store = herald::open_store(&database, Arc::new(NoListener)).await?;
+            let store = herald::open_store_beside_server(&database).await?;
             for account in store.list_accounts().await? {
                 println!("{}\t{}", account.id, account.email);
             }

@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::access::Change;
 use crate::config::RedisUrl;
 use crate::hub::{Delivery, Hub};
 use crate::store::{ClusterIdentity, CommitListener, Message, MessageStore};
@@ -48,38 +49,6 @@ const REPAIR_PAGE: i64 = 512;
 const PUBLISH_BATCH: usize = 256;
 /// Least time between two warnings about rejected or dropped Redis messages.
 const WARNING_PERIOD: Duration = Duration::from_secs(60);
-
-/// Something that makes cached rows or open streams stale on every node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Change {
-    /// An account's key was reset.
-    Account { id: i64 },
-    /// An API key was reset, changed or deleted.
-    ApiKey { id: i64 },
-    /// A user's key was reset or the user was deleted.
-    User { id: i64 },
-    /// Group membership changed: streams re-check.
-    Access,
-    /// A channel's settings changed.
-    Channel { instance_id: i64, name: String },
-    /// A channel was deleted: its streams end.
-    ChannelDeleted {
-        instance_id: i64,
-        name: String,
-        channel_id: i64,
-    },
-    /// Every channel and class of an instance may be stale (a group they named was deleted).
-    Channels { instance_id: i64 },
-    /// A class was changed or deleted.
-    Class { instance_id: i64, name: String },
-    /// An instance changed or was renamed (cached by name).
-    Instance { id: i64, name: String },
-    /// An instance was deleted: its keys and streams end.
-    InstanceDeleted { id: i64, name: String },
-    /// Anything may be stale (this node missed control messages).
-    Everything,
-}
 
 #[derive(Serialize, Deserialize)]
 struct ControlMessage {

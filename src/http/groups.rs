@@ -412,7 +412,10 @@ async fn add_membership<const SIDE: bool>(
         }
         Err(err) => return Err(err.into()),
     }
-    app.changed(Change::Access);
+    app.changed(Change::Membership {
+        instance_id: parent.scope.instance.id,
+        user_id: user.id,
+    });
     let instance = &parent.scope.instance.name;
     Ok(json_response(
         StatusCode::CREATED,
@@ -465,6 +468,9 @@ async fn remove_membership<const SIDE: bool>(
     let parent = membership_parent(&app, &req, &params, side, true).await?;
     let (group, user) = membership(&app, &parent, &params).await?;
     app.store.remove_membership(user.id, group.id).await?;
-    app.changed(Change::Access);
+    app.changed(Change::Membership {
+        instance_id: parent.scope.instance.id,
+        user_id: user.id,
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }

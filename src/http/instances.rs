@@ -197,10 +197,7 @@ async fn update_instance(
         .store
         .update_instance(scope.instance.id, changes)
         .await?;
-    app.changed(Change::Instance {
-        id: instance.id,
-        name: instance.name.clone(),
-    });
+    app.changed(Change::Instance { id: instance.id });
     Ok(json_response(
         StatusCode::OK,
         &instance_json(&app, &instance, "full").await?,
@@ -219,7 +216,6 @@ async fn delete_instance(
     app.store.delete_instance(scope.instance.id).await?;
     app.changed(Change::InstanceDeleted {
         id: scope.instance.id,
-        name: scope.instance.name.clone(),
     });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -243,7 +239,6 @@ async fn rename_instance(
         .await?;
     app.changed(Change::Instance {
         id: scope.instance.id,
-        name: scope.instance.name.clone(),
     });
     Ok(json_response(
         StatusCode::OK,

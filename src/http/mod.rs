@@ -35,6 +35,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access;
 use crate::auth::KeyCache;
 use crate::cache::Cache;
 use crate::cluster::{Change, Cluster};
@@ -57,6 +58,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub hub: Hub,
     pub keys: KeyCache,
+    /// Tells open streams about changes that may end them.
+    pub access: access::Notices,
     pub instances: Cache<String, Instance>,
     pub channels: Cache<(i64, String), Channel>,
     pub classes: Cache<(i64, String), Class>,
@@ -102,6 +105,7 @@ impl AppState {
             store,
             hub,
             keys: KeyCache::default(),
+            access: access::Notices::default(),
             instances: Cache::default(),
             channels: Cache::default(),
             classes: Cache::default(),
@@ -123,13 +127,13 @@ impl App {
         }
     }
 
-    /// Applies a change made on this node or announced by another.
+    /// Applies a change made on this node, announced by another, or read from the access log.
     pub fn apply(&self, change: &Change) {
         match change {
             Change::Account { id } => self.keys.forget_account(*id),
-            Change::ApiKey { id } => self.keys.forget_api_key(*id),
-            Change::User { id } => self.keys.forget_user(*id),
-            Change::Access => {}
+            Change::ApiKey { id, .. } => self.keys.forget_api_key(*id),
+            Change::User { id, .. } => self.keys.forget_user(*id),
+            Change::Membership { .. } => {}
             Change::Channel { instance_id, name } => {
                 self.channels.remove(&(*instance_id, name.clone()));
             }
@@ -148,13 +152,14 @@ impl App {
             Change::Class { instance_id, name } => {
                 self.classes.remove(&(*instance_id, name.clone()));
             }
-            Change::Instance { id, name } => {
-                self.instances.remove(name);
+            Change::Instance { id } => {
+                // Instances are cached by name, and the name may be the old one.
+                self.instances.retain(|_, instance| instance.id != *id);
                 self.channels
                     .retain(|(instance_id, _), _| instance_id != id);
             }
-            Change::InstanceDeleted { id, name } => {
-                self.instances.remove(name);
+            Change::InstanceDeleted { id } => {
+                self.instances.retain(|_, instance| instance.id != *id);
                 self.channels
                     .retain(|(instance_id, _), _| instance_id != id);
                 self.classes.retain(|(instance_id, _), _| instance_id != id);
@@ -168,8 +173,7 @@ impl App {
                 self.classes.retain(|_, _| false);
             }
         }
-        // Every change may end someone's right to a stream.
-        self.hub.access_changed();
+        self.access.notify(change.reach());
     }
 }
 

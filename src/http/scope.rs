@@ -159,13 +159,15 @@ fn first_user_key<const P: bool>(req: &ApiRequest<P>) -> Option<String> {
 impl App {
     /// The instance a path names, from the cache or the store.
     pub async fn instance(&self, name: &str) -> Result<Arc<Instance>, ApiError> {
-        if let Some(instance) = self.instances.get(&name.to_owned()) {
-            return Ok(instance);
-        }
+        let miss = match self.instances.get(&name.to_owned()) {
+            Ok(instance) => return Ok(instance),
+            Err(miss) => miss,
+        };
         match self.store.instance_by_name(name).await {
             Ok(instance) => {
                 let instance = Arc::new(instance);
-                self.instances.insert(name.to_owned(), instance.clone());
+                self.instances
+                    .insert(miss, name.to_owned(), instance.clone());
                 Ok(instance)
             }
             Err(StoreError::NotFound) => Err(ApiError::ParentNotFound("Instance")),
@@ -176,22 +178,24 @@ impl App {
     /// A channel of an instance, from the cache or the store; `NotFound` when missing.
     pub async fn channel(&self, instance_id: i64, name: &str) -> Result<Arc<Channel>, ApiError> {
         let key = (instance_id, name.to_owned());
-        if let Some(channel) = self.channels.get(&key) {
-            return Ok(channel);
-        }
+        let miss = match self.channels.get(&key) {
+            Ok(channel) => return Ok(channel),
+            Err(miss) => miss,
+        };
         let channel = Arc::new(self.store.channel(instance_id, name).await?);
-        self.channels.insert(key, channel.clone());
+        self.channels.insert(miss, key, channel.clone());
         Ok(channel)
     }
 
     /// A class of an instance, from the cache or the store; `NotFound` when missing.
     pub async fn class(&self, instance_id: i64, name: &str) -> Result<Arc<Class>, ApiError> {
         let key = (instance_id, name.to_owned());
-        if let Some(class) = self.classes.get(&key) {
-            return Ok(class);
-        }
+        let miss = match self.classes.get(&key) {
+            Ok(class) => return Ok(class),
+            Err(miss) => miss,
+        };
         let class = Arc::new(self.store.class(instance_id, name).await?);
-        self.classes.insert(key, class.clone());
+        self.classes.insert(miss, key, class.clone());
         Ok(class)
     }
 

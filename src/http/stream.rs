@@ -25,13 +25,16 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio::sync::watch::error::RecvError as RecvClosed;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::AppState;
 use super::channels::may_subscribe;
 use super::messages::{Gap, retention_gap};
 use super::scope::{Caller, caller_for};
+use crate::access::{AccessWatch, Reach, Target};
+use crate::auth::Credential;
 use crate::error::{ApiError, PERMISSION_DENIED};
 use crate::hub::{Delivery, Subscription};
 use crate::keys::Key;
@@ -52,8 +55,11 @@ const READ_BUFFER: usize = 1024;
 /// that is slow to read (the overflow case) gets a few seconds to take them; shutdown is bounded
 /// by its grace period regardless.
 const FINISH_WITHIN: Duration = Duration::from_secs(5);
-/// Credentials and permission are re-checked at least this often, and on every change.
+/// Credentials and permission are re-checked at least this often, and after every change that
+/// concerns the stream...
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// ...but never more often than this, however many changes arrive.
+const RECHECK_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// What a stream follows, and with which key it was opened.
 pub struct StreamTarget {
@@ -310,8 +316,83 @@ async fn read_client(mut stream: SplitStream<WebSocket>, events: mpsc::Sender<Cl
     let _ = events.send(ClientEvent::Gone).await;
 }
 
+/// Whose credentials a stream was opened with, as of its last check: which changes concern it.
+#[derive(Default)]
+struct Holder {
+    account_id: Option<i64>,
+    api_key_id: Option<i64>,
+    user_id: Option<i64>,
+}
+
+impl Holder {
+    /// Whether a change that reaches `reach` may end a stream on `channel` of `instance_id`.
+    fn concerned_by(&self, reach: &Reach, instance_id: i64, channel: &str) -> bool {
+        match reach {
+            Reach::Nobody => false,
+            Reach::Everyone => true,
+            Reach::AccountKey(id) => self.account_id == Some(*id),
+            Reach::Instance {
+                instance_id: reached,
+                target: named,
+            } => {
+                *reached == instance_id
+                    && match named {
+                        None => true,
+                        Some(Target::ApiKey(id)) => self.api_key_id == Some(*id),
+                        Some(Target::User(id)) => self.user_id == Some(*id),
+                        Some(Target::Channel(name)) => name == channel,
+                    }
+            }
+        }
+    }
+}
+
+/// When a stream next checks its credentials: every `RECHECK_EVERY`, and soon after a change
+/// that concerns it, but never more than once per `RECHECK_AT_MOST_EVERY` however many arrive.
+struct Rechecks {
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last: Instant,
+    holder: Holder,
+}
+
+impl Rechecks {
+    async fn start(app: &AppState, target: &StreamTarget) -> Result<Rechecks, End> {
+        let holder = recheck(app, target).await?;
+        let last = Instant::now();
+        Ok(Rechecks {
+            timer: Box::pin(tokio::time::sleep_until(last + RECHECK_EVERY)),
+            last,
+            holder,
+        })
+    }
+
+    fn heard(&mut self, reach: &Reach, target: &StreamTarget) {
+        if self
+            .holder
+            .concerned_by(reach, target.instance.id, &target.channel.name)
+        {
+            self.soon();
+        }
+    }
+
+    /// Schedules a re-check now, or a second after the last one if that is later.
+    fn soon(&mut self) {
+        let due = (self.last + RECHECK_AT_MOST_EVERY).max(Instant::now());
+        if due < self.timer.deadline() {
+            self.timer.as_mut().reset(due);
+        }
+    }
+
+    async fn run(&mut self, app: &AppState, target: &StreamTarget) -> Result<(), End> {
+        self.holder = recheck(app, target).await?;
+        self.last = Instant::now();
+        self.timer.as_mut().reset(self.last + RECHECK_EVERY);
+        Ok(())
+    }
+}
+
 /// Does the stream's key still grant subscribe permission on the same channel?
-async fn recheck(app: &AppState, target: &StreamTarget) -> Result<(), End> {
+async fn recheck(app: &AppState, target: &StreamTarget) -> Result<Holder, End> {
     let Some(key) = &target.key else {
         return Err(End::Denied);
     };
@@ -320,10 +401,19 @@ async fn recheck(app: &AppState, target: &StreamTarget) -> Result<(), End> {
         .resolve(app.store.as_ref(), key)
         .await
         .map_err(|_| End::Internal)?;
+    let mut holder = Holder::default();
+    match &credential {
+        Some(Credential::Account(account)) => holder.account_id = Some(account.id),
+        Some(Credential::ApiKey(api_key)) => holder.api_key_id = Some(api_key.id),
+        None => {}
+    }
     let user = match &target.user_key {
         None => None,
         Some(user_key) => match app.keys.resolve_user(app.store.as_ref(), user_key).await {
-            Ok(Some(user)) if user.instance_id == target.instance.id => Some(user),
+            Ok(Some(user)) if user.instance_id == target.instance.id => {
+                holder.user_id = Some(user.id);
+                Some(user)
+            }
             Ok(_) => return Err(End::Denied),
             Err(_) => return Err(End::Internal),
         },
@@ -342,7 +432,7 @@ async fn recheck(app: &AppState, target: &StreamTarget) -> Result<(), End> {
         Ok(false) => return Err(End::Denied),
         Err(_) => return Err(End::Internal),
     }
-    Ok(())
+    Ok(holder)
 }
 
 async fn next_client_event(events: &mut Option<mpsc::Receiver<ClientEvent>>) -> ClientEvent {
@@ -367,16 +457,15 @@ async fn run<O: Outbox>(
     // and a message every millisecond, re-registering them would cost more than the delivery.
     let shutdown = app.shutdown.clone().cancelled_owned();
     tokio::pin!(shutdown);
-    let mut access = app.hub.watch_access();
-    access.mark_unchanged();
+    let access = app.access.watch(target.instance.id);
     // A change that landed between the request's checks and this watch started would otherwise
     // wait for the periodic re-check (in a cluster, a stale cache can pass the checks just
     // before the change is announced): check once more now.
-    if let Err(end) = recheck(app, target).await {
-        return end;
-    }
+    let mut rechecks = match Rechecks::start(app, target).await {
+        Ok(rechecks) => rechecks,
+        Err(end) => return end,
+    };
     let mut access_changed = Box::pin(access_change(access));
-    let mut rechecks = interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     let mut idle = interval_at(Instant::now() + idle_period, idle_period);
     idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -512,13 +601,15 @@ async fn run<O: Outbox>(
                                 ClientEvent::Oversized => break Step::End(End::Oversized),
                                 ClientEvent::Gone => break Step::End(End::ClientGone),
                             },
-                            (receiver, changed) = &mut access_changed => {
-                                access_changed = Box::pin(access_change(receiver));
-                                if changed.is_err() { break Step::End(End::Shutdown); }
-                                if let Err(end) = recheck(app, target).await { break Step::End(end); }
+                            (watch, changed) = &mut access_changed => {
+                                access_changed = Box::pin(access_change(watch));
+                                match changed {
+                                    Ok(reach) => rechecks.heard(&reach, target),
+                                    Err(_) => break Step::End(End::Shutdown),
+                                }
                             },
-                            _ = rechecks.tick() => {
-                                if let Err(end) = recheck(app, target).await { break Step::End(end); }
+                            () = &mut rechecks.timer => {
+                                if let Err(end) = rechecks.run(app, target).await { break Step::End(end); }
                             },
                         }
                     }
@@ -537,14 +628,17 @@ async fn run<O: Outbox>(
                         ClientEvent::Oversized => Step::End(End::Oversized),
                         ClientEvent::Gone => Step::End(End::ClientGone),
                     },
-                    (receiver, changed) = &mut access_changed => {
-                        access_changed = Box::pin(access_change(receiver));
+                    (watch, changed) = &mut access_changed => {
+                        access_changed = Box::pin(access_change(watch));
                         match changed {
                             Err(_) => Step::End(End::Shutdown),
-                            Ok(()) => recheck(app, target).await.map_or_else(Step::End, |()| Step::Continue),
+                            Ok(reach) => {
+                                rechecks.heard(&reach, target);
+                                Step::Continue
+                            }
                         }
                     }
-                    _ = rechecks.tick() => recheck(app, target).await.map_or_else(Step::End, |()| Step::Continue),
+                    () = &mut rechecks.timer => rechecks.run(app, target).await.map_or_else(Step::End, |()| Step::Continue),
                     _ = idle.tick() => {
                         // A WebSocket silent for two ping periods is gone (SPEC §9.9).
                         if client.is_some() && last_heard.elapsed() >= idle_period * 2 {
@@ -578,12 +672,10 @@ enum Step {
     End(End),
 }
 
-/// Waits for the next credentials/permissions change, handing the receiver back.
-async fn access_change(
-    mut receiver: watch::Receiver<u64>,
-) -> (watch::Receiver<u64>, Result<(), watch::error::RecvError>) {
-    let changed = receiver.changed().await;
-    (receiver, changed)
+/// Waits for the next change that may concern the stream, handing the watch back.
+async fn access_change(mut watch: AccessWatch) -> (AccessWatch, Result<Reach, RecvClosed>) {
+    let changed = watch.changed().await;
+    (watch, changed)
 }
 
 /// Queues `received` and everything else already waiting, so a subscriber that is behind
@@ -626,5 +718,59 @@ fn accept(
         }
         Err(RecvError::Lagged(_)) => Step::Lagged,
         Err(RecvError::Closed) => Step::End(End::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_concerns_only_the_streams_it_names() {
+        let user_stream = Holder {
+            account_id: None,
+            api_key_id: Some(7),
+            user_id: Some(3),
+        };
+        let user = |instance_id, id| Reach::Instance {
+            instance_id,
+            target: Some(Target::User(id)),
+        };
+        assert!(user_stream.concerned_by(&user(1, 3), 1, "lobby"));
+        assert!(!user_stream.concerned_by(&user(1, 4), 1, "lobby"));
+        assert!(!user_stream.concerned_by(&user(2, 3), 1, "lobby"));
+        let channel = |name: &str| Reach::Instance {
+            instance_id: 1,
+            target: Some(Target::Channel(name.into())),
+        };
+        assert!(user_stream.concerned_by(&channel("lobby"), 1, "lobby"));
+        assert!(!user_stream.concerned_by(&channel("hall"), 1, "lobby"));
+        let whole_instance = Reach::Instance {
+            instance_id: 1,
+            target: None,
+        };
+        assert!(user_stream.concerned_by(&whole_instance, 1, "lobby"));
+        assert!(!user_stream.concerned_by(&Reach::AccountKey(1), 1, "lobby"));
+        assert!(!user_stream.concerned_by(&Reach::Nobody, 1, "lobby"));
+        assert!(user_stream.concerned_by(&Reach::Everyone, 1, "lobby"));
+    }
+
+    #[tokio::test]
+    async fn a_stream_rechecks_at_most_once_a_second_however_many_changes_arrive() {
+        let now = Instant::now();
+        let mut rechecks = Rechecks {
+            timer: Box::pin(tokio::time::sleep_until(now + RECHECK_EVERY)),
+            last: now,
+            holder: Holder::default(),
+        };
+        for _ in 0..100 {
+            rechecks.soon();
+        }
+        assert_eq!(rechecks.timer.deadline(), now + RECHECK_AT_MOST_EVERY);
+        // Long after the last re-check, a change is acted on at once.
+        rechecks.last = now - Duration::from_secs(5);
+        rechecks.timer.as_mut().reset(now + RECHECK_EVERY);
+        rechecks.soon();
+        assert!(rechecks.timer.deadline() <= Instant::now());
     }
 }

@@ -375,7 +375,10 @@ async fn delete_user(
     }
     let id = params.id("id")?;
     app.store.delete_user(scope.instance.id, id).await?;
-    app.changed(Change::User { id });
+    app.changed(Change::User {
+        instance_id: scope.instance.id,
+        id,
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -391,7 +394,10 @@ async fn reset_user_key(
         .store
         .set_user_key(scope.instance.id, user.id, fresh.as_str(), &fresh.digest())
         .await?;
-    app.changed(Change::User { id: user.id });
+    app.changed(Change::User {
+        instance_id: scope.instance.id,
+        id: user.id,
+    });
     Ok(json_response(
         StatusCode::OK,
         &user_json(&app, &scope.instance.name, &updated).await?,

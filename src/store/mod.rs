@@ -24,6 +24,7 @@ pub use users::*;
 
 use async_trait::async_trait;
 
+use crate::access::Change;
 use crate::keys::KeyDigest;
 
 /// What can go wrong in storage, typed so the HTTP edge can answer precisely.
@@ -133,6 +134,15 @@ pub trait Store:
     /// The cluster's id and secret (SPEC §11.5), created on first use; every process on the
     /// database gets the same pair.
     async fn cluster_identity(&self) -> StoreResult<ClusterIdentity>;
+    /// How many changes to credentials and permissions were ever made (SPEC §11.5).
+    async fn access_version(&self) -> StoreResult<i64>;
+    /// The access log after `version`, oldest first, at most `limit` entries. An entry this
+    /// build cannot read (written by another version of Herald) is `None`.
+    async fn access_log_after(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Option<Change>)>>;
 }
 
 /// Who a cluster is on Redis: `id` names it (the default channel prefix is `herald:<id>`),

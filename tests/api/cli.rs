@@ -1,5 +1,5 @@
 //! The `herald` binary as a user runs it: first start, settings errors, the one-process lock,
-//! and the offline account commands (SPEC §4.6, §11.3–§11.5).
+//! and the account commands, offline and beside a running server (SPEC §4.6, §11.3–§11.5).
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -233,14 +233,111 @@ async fn a_second_process_on_the_same_database_refuses_to_start() {
         stderr.contains("in use by another Herald process"),
         "{stderr}"
     );
-    // The offline account commands respect the same lock.
-    let (code, _, stderr) = run_herald(&["account", "list", "--database-url", &url], &[]).await;
-    assert_ne!(code, 0);
-    assert!(
-        stderr.contains("in use by another Herald process"),
-        "{stderr}"
-    );
     first.child.kill().await.unwrap();
+}
+
+/// SPEC §11.5: `herald account reset-key` may run beside a running server; the server applies
+/// it (the old key refused, its streams closed) within `access_check_interval`, with no message
+/// from the CLI to the server other than the database's access log.
+#[tokio::test]
+async fn account_reset_key_beside_a_running_server_takes_effect_within_the_check_interval() {
+    use futures_util::StreamExt;
+    let db = TestDb::new().await;
+    let url = db.url();
+    let created = |email: &'static str| {
+        let url = url.clone();
+        async move {
+            let args = ["account", "create", "--email", email, "--password", "pw"];
+            let (code, out, err) =
+                run_herald(&[&args[..], &["--database-url", &url]].concat(), &[]).await;
+            assert_eq!(code, 0, "{err}");
+            key_from(&out)
+        }
+    };
+    let old_key = created("geralt@rivia.io").await;
+    let other_key = created("yen@vengerberg.io").await;
+    let mut server = ChildServer::start(&db, &[("HERALD_ACCESS_CHECK_INTERVAL", "1s")]).await;
+    let client = reqwest::Client::new();
+    let status = |key: String| {
+        let request = client
+            .get(server.url("/v1.1/account/"))
+            .header("X-API-KEY", key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // The old key works, and is cached by the server.
+    assert_eq!(status(old_key.clone()).await, 200);
+    let resp = client
+        .post(server.url("/v1.1/instances/"))
+        .header("X-API-KEY", &old_key)
+        .json(&json!({"name": "kaer-morhen"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = client
+        .post(server.url("/v1.1/instances/kaer-morhen/channels/"))
+        .header("X-API-KEY", &old_key)
+        .json(&json!({"name": "news"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ws_url = format!(
+        "ws://{}/v1.1/instances/kaer-morhen/channels/news/poll/?transport=websocket&api_key={old_key}",
+        server.addr
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("stream");
+
+    let (code, reset, stderr) = run_herald(
+        &[
+            "account",
+            "reset-key",
+            "--email",
+            "geralt@rivia.io",
+            "--database-url",
+            &url,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        code, 0,
+        "reset-key beside a running server failed: {stderr}"
+    );
+    let new_key = key_from(&reset);
+    let reset_at = tokio::time::Instant::now();
+
+    // Within the interval (1 s, plus a margin for a loaded machine) the old key is refused...
+    loop {
+        match status(old_key.clone()).await {
+            403 => break,
+            200 => assert!(
+                reset_at.elapsed() < Duration::from_millis(2500),
+                "the old key still worked {:?} after the reset",
+                reset_at.elapsed()
+            ),
+            other => panic!("unexpected status {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...its stream is closed as denied...
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(frame) = ws.next().await {
+            if let Ok(tokio_tungstenite::tungstenite::Message::Close(Some(close))) = frame {
+                return u16::from(close.code);
+            }
+        }
+        0
+    })
+    .await
+    .expect("the old key's stream stayed open");
+    assert_eq!(closed, 1008);
+    // ...and the new key and other accounts work.
+    assert_eq!(status(new_key).await, 200);
+    assert_eq!(status(other_key).await, 200);
+    server.child.kill().await.unwrap();
 }
 
 #[tokio::test]

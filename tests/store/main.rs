@@ -5,6 +5,7 @@
 #[path = "../common/pg_schema.rs"]
 mod pg_schema;
 
+mod access;
 mod accounts;
 mod channels;
 mod cluster;

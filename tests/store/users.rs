@@ -15,7 +15,7 @@ mod run {
     );
 }
 
-fn new_user(username: &str) -> NewUser {
+pub fn new_user(username: &str) -> NewUser {
     let key = Key::generate(KeyKind::Account);
     NewUser {
         username: username.to_owned(),
@@ -57,14 +57,14 @@ async fn user_with_profile(
     }
 }
 
-async fn user(store: &dyn Store, instance: &Instance, username: &str) -> User {
+pub async fn user(store: &dyn Store, instance: &Instance, username: &str) -> User {
     store
         .create_user(instance.id, new_user(username))
         .await
         .expect("create user")
 }
 
-async fn group(store: &dyn Store, instance: &Instance, label: &str) -> Group {
+pub async fn group(store: &dyn Store, instance: &Instance, label: &str) -> Group {
     store
         .create_group(
             instance.id,

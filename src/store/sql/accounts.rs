@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::{Backend, Sql, SqlStore, Tx, all, raw, raw_opt, rows};
+use super::{Backend, Sql, SqlStore, Tx, all, log_access_change, raw, raw_opt, rows};
+use crate::access::Change;
 use crate::keys::KeyDigest;
 use crate::model;
 use crate::store::{
@@ -125,7 +126,10 @@ impl AccountStore for SqlStore {
         .bind(raw(key))
         .bind(&digest.0[..])
         .bind(id);
-        let row = self.db.write().one(sql).await.map_err(not_found)?;
+        let mut tx = self.db.begin().await?;
+        let row = tx.exec().one(sql).await.map_err(not_found)?;
+        log_access_change(&mut tx, &Change::Account { id }).await?;
+        tx.commit().await?;
         Ok(rows::account(&row)?)
     }
 

@@ -2,11 +2,12 @@
 
 use async_trait::async_trait;
 
-use super::{Sql, SqlStore, all, rows};
+use super::{Sql, SqlStore, all, log_access_change, rows};
+use crate::access::Change;
 use crate::model::{self, Permission};
 use crate::store::{
     Channel, ChannelChanges, ChannelStore, ChannelVisibility, IdPage, NewChannel, StoreResult,
-    conflict, missing_parent_or, not_found, touched_one,
+    conflict, missing_parent_or, not_found,
 };
 
 #[async_trait]
@@ -109,14 +110,30 @@ impl ChannelStore for SqlStore {
         .bind(model::now_micros())
         .bind(instance_id)
         .bind(name);
-        let row = self.db.write().one(sql).await.map_err(not_found)?;
+        let mut tx = self.db.begin().await?;
+        let row = tx.exec().one(sql).await.map_err(not_found)?;
+        let change = Change::Channel {
+            instance_id,
+            name: name.to_owned(),
+        };
+        log_access_change(&mut tx, &change).await?;
+        tx.commit().await?;
         Ok(rows::channel(&row)?)
     }
 
     async fn delete_channel(&self, instance_id: i64, name: &str) -> StoreResult<()> {
-        let sql = Sql::new("DELETE FROM channels WHERE instance_id = ? AND name = ?")
+        let sql = Sql::new("DELETE FROM channels WHERE instance_id = ? AND name = ? RETURNING id")
             .bind(instance_id)
             .bind(name);
-        touched_one(self.db.write().run(sql).await?)
+        let mut tx = self.db.begin().await?;
+        let row = tx.exec().one(sql).await.map_err(not_found)?;
+        let change = Change::ChannelDeleted {
+            instance_id,
+            name: name.to_owned(),
+            channel_id: row.int("id")?,
+        };
+        log_access_change(&mut tx, &change).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 
 use serde_json::Value;
 
-use super::{Dialect, Sql, SqlStore, Tx, all, lock_row, raw, raw_opt, rows};
+use super::{Dialect, Sql, SqlStore, Tx, all, lock_row, log_access_change, raw, raw_opt, rows};
+use crate::access::Change;
 use crate::model;
 use crate::objects::query::Scalar;
 use crate::objects::schema::{FieldDef, FieldIndex, FieldType, IndexKind, Schema};
@@ -373,6 +374,11 @@ impl ObjectStore for SqlStore {
         if let Some(schema) = &schema {
             self.change_schema(&mut tx, &current, schema).await?;
         }
+        let change = Change::Class {
+            instance_id,
+            name: name.to_owned(),
+        };
+        log_access_change(&mut tx, &change).await?;
         tx.commit().await?;
         Ok(class)
     }
@@ -385,6 +391,11 @@ impl ObjectStore for SqlStore {
         }
         let sql = Sql::new("DELETE FROM classes WHERE id = ?").bind(class.id);
         touched_one(tx.exec().run(sql).await?)?;
+        let change = Change::Class {
+            instance_id,
+            name: name.to_owned(),
+        };
+        log_access_change(&mut tx, &change).await?;
         tx.commit().await?;
         Ok(())
     }

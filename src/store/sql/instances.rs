@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use super::classes::{create_user_profile_class, drop_instance_indexes};
-use super::{Sql, SqlStore, all, lock_row, raw, raw_opt, rows};
+use super::{Sql, SqlStore, all, lock_row, log_access_change, raw, raw_opt, rows};
+use crate::access::Change;
 use crate::keys::KeyDigest;
 use crate::model;
 use crate::store::{
@@ -112,7 +113,10 @@ impl InstanceStore for SqlStore {
         .bind(raw_opt(changes.metadata.map(|m| m.to_string())))
         .bind(model::now_micros())
         .bind(id);
-        let row = self.db.write().one(sql).await.map_err(not_found)?;
+        let mut tx = self.db.begin().await?;
+        let row = tx.exec().one(sql).await.map_err(not_found)?;
+        log_access_change(&mut tx, &Change::Instance { id }).await?;
+        tx.commit().await?;
         Ok(rows::instance(&row)?)
     }
 
@@ -122,10 +126,13 @@ impl InstanceStore for SqlStore {
                 .bind(new_name)
                 .bind(model::now_micros())
                 .bind(id);
-        let row = self.db.write().one(sql).await.map_err(|err| match err {
+        let mut tx = self.db.begin().await?;
+        let row = tx.exec().one(sql).await.map_err(|err| match err {
             sqlx::Error::RowNotFound => not_found(err),
             other => conflict("new_name")(other),
         })?;
+        log_access_change(&mut tx, &Change::Instance { id }).await?;
+        tx.commit().await?;
         Ok(rows::instance(&row)?)
     }
 
@@ -134,6 +141,7 @@ impl InstanceStore for SqlStore {
         drop_instance_indexes(&mut tx, id).await?;
         let sql = Sql::new("DELETE FROM instances WHERE id = ?").bind(id);
         touched_one(tx.exec().run(sql).await?)?;
+        log_access_change(&mut tx, &Change::InstanceDeleted { id }).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -211,8 +219,7 @@ impl InstanceStore for SqlStore {
         .bind(changes.allow_anonymous_read)
         .bind(instance_id)
         .bind(id);
-        let row = self.db.write().one(sql).await.map_err(not_found)?;
-        Ok(rows::api_key(&row)?)
+        self.api_key_change(instance_id, id, sql).await
     }
 
     async fn set_api_key_key(
@@ -230,14 +237,24 @@ impl InstanceStore for SqlStore {
         .bind(&digest.0[..])
         .bind(instance_id)
         .bind(id);
-        let row = self.db.write().one(sql).await.map_err(not_found)?;
-        Ok(rows::api_key(&row)?)
+        self.api_key_change(instance_id, id, sql).await
     }
 
     async fn delete_api_key(&self, instance_id: i64, id: i64) -> StoreResult<()> {
-        let sql = Sql::new("DELETE FROM api_keys WHERE instance_id = ? AND id = ?")
+        let sql = Sql::new("DELETE FROM api_keys WHERE instance_id = ? AND id = ? RETURNING *")
             .bind(instance_id)
             .bind(id);
-        touched_one(self.db.write().run(sql).await?)
+        self.api_key_change(instance_id, id, sql).await.map(drop)
+    }
+}
+
+impl SqlStore {
+    /// Runs `sql`, which changes one API key and returns its row, logging the change.
+    async fn api_key_change(&self, instance_id: i64, id: i64, sql: Sql) -> StoreResult<ApiKey> {
+        let mut tx = self.db.begin().await?;
+        let row = tx.exec().one(sql).await.map_err(not_found)?;
+        log_access_change(&mut tx, &Change::ApiKey { instance_id, id }).await?;
+        tx.commit().await?;
+        Ok(rows::api_key(&row)?)
     }
 }

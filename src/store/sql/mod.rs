@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use super::postgres::{Clustered, dec, enc};
 use super::sqlite::Embedded;
 use super::{ClusterIdentity, Store, StoreResult};
+use crate::access::Change;
 
 pub(super) use objects::run_write;
 pub(super) use rows::*;
@@ -77,6 +78,63 @@ impl Store for SqlStore {
     async fn cluster_identity(&self) -> StoreResult<ClusterIdentity> {
         identity::cluster_identity(&self.db).await
     }
+
+    async fn access_version(&self) -> StoreResult<i64> {
+        let sql = Sql::new("SELECT version FROM access_version WHERE id = 1");
+        Ok(self.db.read().one(sql).await?.int("version")?)
+    }
+
+    async fn access_log_after(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Option<Change>)>> {
+        let sql = Sql::new(
+            "SELECT version, change FROM access_log WHERE version > ? ORDER BY version LIMIT ?",
+        )
+        .bind(version)
+        .bind(limit);
+        let rows = self.db.read().all(sql).await?;
+        rows.iter()
+            .map(|row| {
+                let change = serde_json::from_str(&row.raw("change")?).ok();
+                Ok((row.int("version")?, change))
+            })
+            .collect()
+    }
+}
+
+impl SqlStore {
+    /// Runs `sql`, which must change exactly one row, and logs `change` with it.
+    pub(super) async fn logged(&self, sql: Sql, change: Change) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        super::touched_one(tx.exec().run(sql).await?)?;
+        log_access_change(&mut tx, &change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Entries the access log keeps; a node further behind forgets all its caches instead.
+const ACCESS_LOG_KEPT: i64 = 10_000;
+
+/// Records a change to credentials or permissions in the transaction that makes it (SPEC
+/// §11.5). The counter row stays locked until the transaction ends, so concurrent changes take
+/// versions in commit order.
+pub(super) async fn log_access_change(tx: &mut Tx, change: &Change) -> StoreResult<()> {
+    let sql =
+        Sql::new("UPDATE access_version SET version = version + 1 WHERE id = 1 RETURNING version");
+    let version = tx.exec().one(sql).await?.int("version")?;
+    // Serialising a plain enum cannot fail; were it to, "everything" is the safe reading.
+    let text = serde_json::to_string(change).unwrap_or_else(|_| r#"{"kind":"everything"}"#.into());
+    let sql = Sql::new("INSERT INTO access_log (version, change, created_at) VALUES (?, ?, ?)")
+        .bind(version)
+        .bind(raw(text))
+        .bind(crate::model::now_micros());
+    tx.exec().run(sql).await?;
+    let sql = Sql::new("DELETE FROM access_log WHERE version <= ?").bind(version - ACCESS_LOG_KEPT);
+    tx.exec().run(sql).await?;
+    Ok(())
 }
 
 /// On PostgreSQL, locks a row until the transaction ends, so that checks and writes made under

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 
 use std::sync::LazyLock;
 
-use super::{Sql, SqlStore, all, lock_row, object_columns, raw, rows};
+use super::{Sql, SqlStore, Tx, all, lock_row, log_access_change, object_columns, raw, rows};
+use crate::access::Change;
 use crate::keys::KeyDigest;
 use crate::model;
 use crate::objects::{ObjectPermission, USER_PROFILE};
@@ -137,7 +138,7 @@ impl UserStore for SqlStore {
         .bind(&digest.0[..])
         .bind(instance_id)
         .bind(id);
-        touched_one(self.db.write().run(sql).await?)?;
+        self.logged(sql, Change::User { instance_id, id }).await?;
         self.user(instance_id, id).await
     }
 
@@ -145,7 +146,7 @@ impl UserStore for SqlStore {
         let sql = Sql::new("DELETE FROM users WHERE instance_id = ? AND id = ?")
             .bind(instance_id)
             .bind(id);
-        touched_one(self.db.write().run(sql).await?)
+        self.logged(sql, Change::User { instance_id, id }).await
     }
 
     async fn create_group(&self, instance_id: i64, fields: GroupChanges) -> StoreResult<Group> {
@@ -228,7 +229,7 @@ impl UserStore for SqlStore {
         let sql = Sql::new("DELETE FROM groups WHERE instance_id = ? AND id = ?")
             .bind(instance_id)
             .bind(id);
-        touched_one(self.db.write().run(sql).await?)
+        self.logged(sql, Change::Channels { instance_id }).await
     }
 
     async fn add_membership(
@@ -256,6 +257,7 @@ impl UserStore for SqlStore {
                 .bind(group_id)
                 .bind(model::now_micros());
         tx.exec().run(sql).await.map_err(conflict("membership"))?;
+        log_membership_change(&mut tx, user_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -264,7 +266,11 @@ impl UserStore for SqlStore {
         let sql = Sql::new("DELETE FROM memberships WHERE user_id = ? AND group_id = ?")
             .bind(user_id)
             .bind(group_id);
-        touched_one(self.db.write().run(sql).await?)
+        let mut tx = self.db.begin().await?;
+        touched_one(tx.exec().run(sql).await?)?;
+        log_membership_change(&mut tx, user_id).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn is_member(&self, user_id: i64, group_id: i64) -> StoreResult<bool> {
@@ -292,4 +298,23 @@ impl UserStore for SqlStore {
         .and_page("u.id", page);
         all(self.db.read().all(sql).await?, rows::user)
     }
+}
+
+/// Logs that `user_id`'s groups changed, inside the transaction that changed them.
+async fn log_membership_change(tx: &mut Tx, user_id: i64) -> StoreResult<()> {
+    let sql = Sql::new("SELECT instance_id FROM users WHERE id = ?").bind(user_id);
+    let instance_id = tx
+        .exec()
+        .one(sql)
+        .await
+        .map_err(not_found)?
+        .int("instance_id")?;
+    log_access_change(
+        tx,
+        &Change::Membership {
+            instance_id,
+            user_id,
+        },
+    )
+    .await
 }

@@ -35,11 +35,11 @@ pub(in crate::store) struct Embedded {
     /// The pools of `Db::Sqlite`, for pruning.
     reader: SqlitePool,
     writer_pool: SqlitePool,
-    /// Stops the checkpointer when the store goes away.
-    _checkpointer: tokio_util::sync::DropGuard,
-    /// Held for the store's lifetime: one process per database file (SPEC §11.5). An advisory
-    /// `flock` on the file itself, independent of SQLite's own `fcntl` locks.
-    _lock: std::fs::File,
+    /// Stops the checkpointer when the store goes away (a server's store only).
+    _checkpointer: Option<tokio_util::sync::DropGuard>,
+    /// Held for a server's store's lifetime: one server per database file (SPEC §11.5). An
+    /// advisory `flock` on the file itself, independent of SQLite's own `fcntl` locks.
+    _lock: Option<std::fs::File>,
 }
 
 /// Parses `sqlite://<path>` (also `sqlite:<path>`) into a file path.
@@ -52,7 +52,8 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 }
 
 impl SqlStore {
-    /// Opens (creating if needed) the SQLite database file and applies pending migrations.
+    /// Opens (creating if needed) the SQLite database file for a server, applies pending
+    /// migrations and locks the file: a second server on it is refused.
     pub async fn open_sqlite(
         path: &Path,
         synchronous_full: bool,
@@ -60,6 +61,30 @@ impl SqlStore {
         listener: Arc<dyn CommitListener>,
     ) -> StoreResult<SqlStore> {
         let lock = lock_database_file(path)?;
+        SqlStore::open_sqlite_file(path, synchronous_full, pool_size, listener, Some(lock)).await
+    }
+
+    /// Opens the SQLite database file for a short command (`herald account ...`), which may
+    /// run beside a server on the same file (SPEC §11.5): no file lock and no checkpoints of
+    /// its own; its writes wait their turn for SQLite's write lock.
+    pub async fn open_sqlite_beside_server(
+        path: &Path,
+        synchronous_full: bool,
+    ) -> StoreResult<SqlStore> {
+        let listener = Arc::new(super::NoListener);
+        SqlStore::open_sqlite_file(path, synchronous_full, 1, listener, None).await
+    }
+
+    async fn open_sqlite_file(
+        path: &Path,
+        synchronous_full: bool,
+        pool_size: u32,
+        listener: Arc<dyn CommitListener>,
+        lock: Option<std::fs::File>,
+    ) -> StoreResult<SqlStore> {
+        if lock.is_none() {
+            create_private_file(path)?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -78,9 +103,15 @@ impl SqlStore {
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         MIGRATOR.run(&writer).await?;
-        let checkpointer = CancellationToken::new();
-        let connection = SqliteConnection::connect_with(&options).await?;
-        tokio::spawn(checkpoint(connection, writer.clone(), checkpointer.clone()));
+        let checkpointer = match lock {
+            Some(_) => {
+                let stop = CancellationToken::new();
+                let connection = SqliteConnection::connect_with(&options).await?;
+                tokio::spawn(checkpoint(connection, writer.clone(), stop.clone()));
+                Some(stop.drop_guard())
+            }
+            None => None,
+        };
         let active_rooms = Arc::new(ActiveRooms::default());
         let reader = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
@@ -91,7 +122,7 @@ impl SqlStore {
             active_rooms,
             reader: reader.clone(),
             writer_pool: writer.clone(),
-            _checkpointer: checkpointer.drop_guard(),
+            _checkpointer: checkpointer,
             _lock: lock,
         };
         Ok(SqlStore {
@@ -151,18 +182,23 @@ async fn checkpoint(mut connection: SqliteConnection, writer: SqlitePool, stop: 
     let _ = connection.close().await;
 }
 
-/// Opens (creating, readable by its owner only: it holds keys and password hashes) and locks
-/// the database file. SQLite gives the WAL and shared-memory files the database file's mode.
-fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
+/// Opens the database file, creating it readable by its owner only: it holds keys and password
+/// hashes. SQLite gives the WAL and shared-memory files the database file's mode.
+fn create_private_file(path: &Path) -> StoreResult<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))
+}
+
+/// Opens (see [`create_private_file`]) and locks the database file.
+fn lock_database_file(path: &Path) -> StoreResult<std::fs::File> {
+    let file = create_private_file(path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
