@@ -13,8 +13,9 @@
 //! while the re-checks and the dead-peer watch keep running during the blocked write.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
+use std::io::ErrorKind;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -187,12 +188,17 @@ impl Outbox for WsOutbox {
     }
 }
 
-struct SseOutbox(mpsc::Sender<Bytes>);
+struct SseOutbox {
+    events: mpsc::Sender<Bytes>,
+    /// Set when the stream ends because the client stopped reading: the response then ends
+    /// with an error, so the connection is dropped rather than kept alive for more.
+    aborted: Arc<AtomicBool>,
+}
 
 impl Outbox for SseOutbox {
     async fn send(&mut self, batch: &[Arc<Delivery>]) -> Result<(), ()> {
         for delivery in batch {
-            self.0
+            self.events
                 .send(delivery.sse_event().clone())
                 .await
                 .map_err(|_| ())?;
@@ -201,7 +207,7 @@ impl Outbox for SseOutbox {
     }
 
     async fn idle(&mut self) -> Result<(), ()> {
-        self.0
+        self.events
             .send(Bytes::from_static(b": keepalive\n\n"))
             .await
             .map_err(|_| ())
@@ -214,14 +220,17 @@ impl Outbox for SseOutbox {
     async fn gap(&mut self, gap: Gap) -> Result<(), ()> {
         // No `id:` line: the browser's Last-Event-ID stays the last message's.
         let event = format!("event: gap\ndata: {}\n\n", gap.json());
-        self.0.send(Bytes::from(event)).await.map_err(|_| ())
+        self.events.send(Bytes::from(event)).await.map_err(|_| ())
     }
 
     async fn finish(&mut self, end: &End) {
+        if *end == End::TooSlow {
+            self.aborted.store(true, Ordering::Relaxed);
+        }
         if let Some(detail) = end.detail() {
             let data = serde_json::json!({ "detail": detail }).to_string();
             let event = format!("event: error\ndata: {data}\n\n");
-            let _ = self.0.send(Bytes::from(event)).await;
+            let _ = self.events.send(Bytes::from(event)).await;
         }
         // Dropping the sender (with the outbox) ends the response body.
     }
@@ -265,21 +274,31 @@ pub fn websocket(
 pub fn sse(app: AppState, target: StreamTarget, last_id: Option<i64>) -> Response {
     // A few events may wait for the body to be polled, so hyper can write them together.
     let (tx, rx) = mpsc::channel::<Bytes>(SEND_BATCH);
+    let aborted = Arc::new(AtomicBool::new(false));
     let tasks = app.tasks.clone();
+    let mut outbox = SseOutbox {
+        events: tx,
+        aborted: aborted.clone(),
+    };
     tasks.spawn(async move {
-        let mut outbox = SseOutbox(tx);
         let retry = format!("retry: {}\n\n", app.config.sse_retry.as_millis());
-        if outbox.0.send(Bytes::from(retry)).await.is_err() {
+        if outbox.events.send(Bytes::from(retry)).await.is_err() {
             return;
         }
         let keepalive = app.config.sse_keepalive;
         let end = run(&app, &target, last_id, &mut outbox, None, keepalive).await;
         let _ = tokio::time::timeout(FINISH_WITHIN, outbox.finish(&end)).await;
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    let body = futures_util::stream::unfold(Some((rx, aborted)), |state| async move {
+        let (mut rx, aborted) = state?;
+        match rx.recv().await {
+            Some(chunk) => Some((Ok(chunk), Some((rx, aborted)))),
+            None if aborted.load(Ordering::Relaxed) => {
+                let err = std::io::Error::new(ErrorKind::TimedOut, "the client stopped reading");
+                Some((Err(err), None))
+            }
+            None => None,
+        }
     });
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();

@@ -27,10 +27,21 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     let mut buf = [0u8; 16 * 1024];
     loop {
         match tokio::time::timeout_at(started + limit, stream.read(&mut buf)).await {
-            Err(_) => panic!(
-                "the server kept the connection open for {limit:?}; it sent {:?}",
-                String::from_utf8_lossy(&received)
-            ),
+            Err(_) => {
+                let text = String::from_utf8_lossy(&received);
+                let tail: String = text
+                    .chars()
+                    .rev()
+                    .take(300)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                panic!(
+                    "the server kept the connection open for {limit:?}; it sent {} bytes, ending {tail:?}",
+                    received.len()
+                )
+            }
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
         }
@@ -314,6 +325,9 @@ async fn a_stream_that_stops_reading_is_closed(transport: &str) {
         )
         .await;
     }
+    // The buffers may have filled only just now: give the blocked write its full timeout
+    // before reading, since reading unblocks it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     // Reading now drains what the buffers hold, then finds the connection closed.
     let (received, _) = read_until_closed(&mut stream, Duration::from_secs(20)).await;
     let delivered = received.matches("\"pad\"").count();
