@@ -76,6 +76,8 @@ pub struct Passwords {
     failures: Mutex<HashMap<Identity, Count>>,
     per_ip: Mutex<HashMap<IpAddr, Count>>,
     dummy: OnceCell<String>,
+    /// Argon2 working memory, one per slot at most, reused (see [`keys::HashMemory`]).
+    memory: Mutex<Vec<keys::HashMemory>>,
 }
 
 impl Passwords {
@@ -89,6 +91,7 @@ impl Passwords {
             failures: Mutex::default(),
             per_ip: Mutex::default(),
             dummy: OnceCell::new(),
+            memory: Mutex::default(),
         }
     }
 
@@ -100,7 +103,7 @@ impl Passwords {
     /// Runs Argon2 work on a pool slot, off the async threads.
     async fn compute<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut keys::HashMemory) -> T + Send + 'static,
     ) -> Result<T, Refused> {
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -111,14 +114,23 @@ impl Passwords {
         let _permit = permit.map_err(|_| Refused::Busy)?;
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        let done = tokio::task::spawn_blocking(work).await;
+        // Holding a slot, so there are never more buffers than slots.
+        let mut memory = lock(&self.memory).pop().unwrap_or_default();
+        let done = tokio::task::spawn_blocking(move || {
+            let out = work(&mut memory);
+            (out, memory)
+        })
+        .await;
         self.running.fetch_sub(1, Ordering::SeqCst);
-        done.map_err(|_| Refused::Busy)
+        let (out, memory) = done.map_err(|_| Refused::Busy)?;
+        lock(&self.memory).push(memory);
+        Ok(out)
     }
 
     /// Hashes a new password (bounded by the pool only).
     pub async fn hash(&self, password: String) -> Result<String, Refused> {
-        self.compute(move || keys::hash_password(&password)).await
+        self.compute(move |memory| keys::hash_password_in(&password, memory))
+            .await
     }
 
     /// Checks `password` of `identity` against `stored` (`None`: the identity does not exist, or
@@ -139,7 +151,7 @@ impl Passwords {
             None => self.dummy_hash().await?,
         };
         let matched = self
-            .compute(move || keys::verify_password(&password, &hash))
+            .compute(move |memory| keys::verify_password_in(&password, &hash, memory))
             .await?
             && exists;
         self.record(identity, matched);
@@ -148,7 +160,9 @@ impl Passwords {
 
     async fn dummy_hash(&self) -> Result<String, Refused> {
         self.dummy
-            .get_or_try_init(|| self.compute(|| keys::hash_password("herald dummy password")))
+            .get_or_try_init(|| {
+                self.compute(|memory| keys::hash_password_in("herald dummy password", memory))
+            })
             .await
             .cloned()
     }
