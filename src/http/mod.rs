@@ -10,6 +10,7 @@ mod health;
 mod input;
 mod instances;
 mod messages;
+pub mod metrics;
 mod object_input;
 mod objects;
 mod paging;
@@ -40,8 +41,10 @@ use crate::auth::KeyCache;
 use crate::cache::Cache;
 use crate::cluster::{Change, Cluster};
 use crate::config::{CorsOrigins, ServeArgs};
+use crate::connections::Connections;
 use crate::error::{ApiError, json_response};
 use crate::hub::Hub;
+use crate::metrics::{Limit, Metrics};
 use crate::objects::Class;
 use crate::passwords::{self, Passwords};
 use crate::ratelimit::RateLimiter;
@@ -73,6 +76,21 @@ pub struct App {
     pub tasks: TaskTracker,
     /// Cluster mode: the Redis relay that tells other nodes about changes.
     pub cluster: Option<Arc<Cluster>>,
+    pub metrics: Arc<Metrics>,
+    /// Open client connections and what was turned away (§2.10).
+    pub connections: Arc<Connections>,
+}
+
+/// The running parts a server's handlers share (see `runtime`).
+pub struct Parts {
+    pub config: ServeArgs,
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    pub cluster: Option<Arc<Cluster>>,
+    pub metrics: Arc<Metrics>,
+    pub connections: Arc<Connections>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
 }
 
 impl Deref for AppState {
@@ -83,24 +101,31 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(
-        config: ServeArgs,
-        store: Arc<dyn Store>,
-        hub: Hub,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-        cluster: Option<Arc<Cluster>>,
-    ) -> AppState {
+    pub fn new(parts: Parts) -> AppState {
+        let Parts {
+            config,
+            store,
+            hub,
+            cluster,
+            metrics,
+            connections,
+            shutdown,
+            tasks,
+        } = parts;
+        let refused = |limit| metrics.rate_limited(limit).clone();
         AppState(Arc::new(App {
-            poll_limit: RateLimiter::new(config.rate_poll),
-            anonymous_limit: RateLimiter::new(config.rate_anon),
-            instance_limit: RateLimiter::new(config.rate_instance),
-            passwords: Passwords::new(passwords::Settings {
-                max_failures: config.login_max_failures,
-                window: config.login_window,
-                per_ip_per_minute: config.rate_login,
-                concurrency: config.hash_concurrency(),
-            }),
+            poll_limit: RateLimiter::new(config.rate_poll, refused(Limit::Poll)),
+            anonymous_limit: RateLimiter::new(config.rate_anon, refused(Limit::Anonymous)),
+            instance_limit: RateLimiter::new(config.rate_instance, refused(Limit::Instance)),
+            passwords: Passwords::new(
+                passwords::Settings {
+                    max_failures: config.login_max_failures,
+                    window: config.login_window,
+                    per_ip_per_minute: config.rate_login,
+                    concurrency: config.hash_concurrency(),
+                },
+                &metrics,
+            ),
             config,
             store,
             hub,
@@ -112,6 +137,8 @@ impl AppState {
             shutdown,
             tasks,
             cluster,
+            metrics,
+            connections,
         }))
     }
 }
@@ -180,8 +207,14 @@ impl App {
 /// The whole API with its layers. Trailing slashes are trimmed by the caller (see `lib.rs`)
 /// before routing, so routes are declared without them.
 pub fn router(state: AppState) -> Router {
+    let metrics_here = state.config.metrics_listen.is_none();
     Router::new()
         .merge(health::router())
+        .merge(if metrics_here {
+            metrics::router()
+        } else {
+            Router::new()
+        })
         .merge(accounts::router())
         .merge(instances::router())
         .merge(api_keys::router())
@@ -195,6 +228,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .with_state(state)
 }
 

@@ -131,6 +131,8 @@ pub trait Store:
 {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Connections in the database pools now (for metrics).
+    fn pool_connections(&self) -> PoolConnections;
     /// The cluster's id and secret (SPEC §11.5), created on first use; every process on the
     /// database gets the same pair.
     async fn cluster_identity(&self) -> StoreResult<ClusterIdentity>;
@@ -143,6 +145,13 @@ pub trait Store:
         version: i64,
         limit: i64,
     ) -> StoreResult<Vec<(i64, Option<Change>)>>;
+}
+
+/// Pooled database connections: waiting for work, and lent out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolConnections {
+    pub idle: usize,
+    pub busy: usize,
 }
 
 /// Who a cluster is on Redis: `id` names it (the default channel prefix is `herald:<id>`),

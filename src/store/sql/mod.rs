@@ -28,7 +28,7 @@ use async_trait::async_trait;
 
 use super::postgres::{Clustered, dec, enc};
 use super::sqlite::Embedded;
-use super::{ClusterIdentity, Store, StoreResult};
+use super::{ClusterIdentity, PoolConnections, Store, StoreResult};
 use crate::access::Change;
 
 pub(super) use objects::run_write;
@@ -73,6 +73,26 @@ impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         self.db.read().run(Sql::new("SELECT 1")).await?;
         Ok(())
+    }
+
+    fn pool_connections(&self) -> PoolConnections {
+        fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolConnections {
+            let idle = pool.num_idle();
+            PoolConnections {
+                idle,
+                busy: (pool.size() as usize).saturating_sub(idle),
+            }
+        }
+        match &self.db {
+            Db::Sqlite { reader, writer } => {
+                let (r, w) = (of(reader), of(writer));
+                PoolConnections {
+                    idle: r.idle + w.idle,
+                    busy: r.busy + w.busy,
+                }
+            }
+            Db::Postgres(pool) => of(pool),
+        }
     }
 
     async fn cluster_identity(&self) -> StoreResult<ClusterIdentity> {
