@@ -8,7 +8,6 @@
 //! Figures that another part already keeps (open connections, pooled database connections)
 //! are read when scraped rather than counted twice.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::core::Collector;
@@ -18,7 +17,7 @@ use prometheus::{
 };
 
 use crate::connections::{Connections, Rejection};
-use crate::store::{CommitListener, Message, Store};
+use crate::store::Store;
 
 /// The subscriber transports, in the order of [`ByTransport`]'s fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,19 +332,6 @@ impl Default for Metrics {
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Counts every stored message by action, then tells `inner` (the hub, or the cluster relay).
-pub struct CountingListener {
-    pub inner: Arc<dyn CommitListener>,
-    pub metrics: Arc<Metrics>,
-}
-
-impl CommitListener for CountingListener {
-    fn committed(&self, channel_id: i64, message: &Message) {
-        self.metrics.published(message.action);
-        self.inner.committed(channel_id, message);
-    }
-}
 
 /// Keeps a gauge up while it lives: a stream or a waiting poll.
 pub struct Present<'a>(&'a IntGauge);

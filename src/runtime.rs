@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -17,11 +17,11 @@ use crate::access::{self, Change};
 use crate::cluster::{Cluster, Redis};
 use crate::config::{DatabaseUrl, ServeArgs};
 use crate::connections::{self, Connections};
-use crate::http::{self, AppState, Parts};
+use crate::http::{self, App, AppState, Parts};
 use crate::hub::Hub;
-use crate::metrics::{CountingListener, Metrics};
+use crate::metrics::Metrics;
 use crate::retention::{self, Retention};
-use crate::store::CommitListener;
+use crate::store::{CommitListener, Message};
 use crate::{bootstrap, open_store};
 
 pub struct Runtime {
@@ -37,18 +37,18 @@ impl Runtime {
         let hub = Hub::new(args.stream_queue as usize);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        // Every stored message is counted, then told to the hub (embedded) or to the cluster
-        // relay, which tells the hub in order.
-        let counting = |inner: Arc<dyn CommitListener>| {
-            Arc::new(CountingListener {
-                inner,
+        let events = |messages: Arc<dyn CommitListener>| {
+            Arc::new(StoreEvents {
+                messages,
                 metrics: metrics.clone(),
+                app: OnceLock::new(),
             })
         };
-        let (store, cluster, changes) = match &args.redis_url {
+        let (store, events, cluster, changes) = match &args.redis_url {
             None => {
-                let store = open_store(&args.database, counting(Arc::new(hub.clone()))).await?;
-                (store, None, None)
+                let events = events(Arc::new(hub.clone()));
+                let store = open_store(&args.database, events.clone()).await?;
+                (store, events, None, None)
             }
             Some(url) => {
                 if matches!(args.database.database_url, DatabaseUrl::Sqlite(_)) {
@@ -61,7 +61,8 @@ impl Runtime {
                 // The store hears every commit on the cluster side, and holds the cluster's id
                 // and secret that Redis is joined with: the store first, then Redis.
                 let (cluster, relay) = Cluster::new(args.redis_queue as usize, &metrics);
-                let store = open_store(&args.database, counting(cluster.clone())).await?;
+                let events = events(cluster.clone());
+                let store = open_store(&args.database, events.clone()).await?;
                 let identity = store.cluster_identity().await?;
                 let redis = Redis {
                     url,
@@ -78,7 +79,7 @@ impl Runtime {
                         shutdown.clone(),
                     )
                     .await?;
-                (store, Some(cluster), Some(changes))
+                (store, events, Some(cluster), Some(changes))
             }
         };
         if let Some(created) = bootstrap::ensure_first_account(store.as_ref(), &args.admin).await? {
@@ -108,6 +109,7 @@ impl Runtime {
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         });
+        let _ = events.app.set(app.downgrade());
         tasks.spawn(access::follow_log(
             app.clone(),
             access_check_interval,
@@ -197,6 +199,32 @@ impl Runtime {
             tracing::warn!("shutdown grace elapsed with streams still closing");
         }
         Ok(())
+    }
+}
+
+/// What the store tells this server.
+struct StoreEvents {
+    /// Hears each stored message next: the hub (embedded), or the cluster relay, which tells
+    /// the hub in order.
+    messages: Arc<dyn CommitListener>,
+    metrics: Arc<Metrics>,
+    /// The server's state, once it exists (nothing is changed before).
+    app: OnceLock<Weak<App>>,
+}
+
+impl CommitListener for StoreEvents {
+    fn committed(&self, channel_id: i64, message: &Message) {
+        self.metrics.published(message.action);
+        self.messages.committed(channel_id, message);
+    }
+
+    /// Forgets here what the change made stale, closes the streams it ends, and tells the
+    /// other nodes: every way of changing things (API, console) goes through the store, so
+    /// none of them can forget to.
+    fn changed(&self, change: &Change) {
+        if let Some(app) = self.app.get().and_then(Weak::upgrade) {
+            app.changed(change.clone());
+        }
     }
 }
 

@@ -14,7 +14,6 @@ use super::request::ApiRequest;
 use super::scope::RootCaller;
 use super::{App, AppState};
 use crate::accounts::{self, Registration};
-use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model;
 use crate::passwords::Identity;
@@ -204,7 +203,6 @@ async fn reset_account_key(
 ) -> Result<Response, ApiError> {
     let caller = app.account_caller(&req).await?;
     let (account, _) = accounts::reset_key(app.store.as_ref(), caller.id).await?;
-    app.changed(Change::Account { id: caller.id });
     Ok(json_response(StatusCode::OK, &account_json(&account, true)))
 }
 

@@ -24,7 +24,7 @@ pub use request::client_ip;
 
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use axum::Router;
 use axum::body::Body;
@@ -93,6 +93,14 @@ pub struct Parts {
     pub tasks: TaskTracker,
 }
 
+impl AppState {
+    /// A handle that does not keep the server's state alive (for the store's listener, which
+    /// the state itself holds through the store).
+    pub fn downgrade(&self) -> Weak<App> {
+        Arc::downgrade(&self.0)
+    }
+}
+
 impl Deref for AppState {
     type Target = App;
     fn deref(&self) -> &App {
@@ -144,9 +152,10 @@ impl AppState {
 }
 
 impl App {
-    /// Forgets what a change made stale here and tells the other nodes to do the same. Call
-    /// it after the change is stored and before answering, so the caller's next request (on
-    /// any node, within a second) sees it.
+    /// Forgets what a change made stale here and tells the other nodes to do the same. The
+    /// store calls it (through its listener, see `runtime`) right after the change commits and
+    /// before the caller is answered, so the caller's next request (on any node, within a
+    /// second) sees it.
     pub fn changed(&self, change: Change) {
         self.apply(&change);
         if let Some(cluster) = &self.cluster {

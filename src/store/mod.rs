@@ -106,6 +106,11 @@ fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
 /// Implementations must be quick and must not block.
 pub trait CommitListener: Send + Sync + 'static {
     fn committed(&self, channel_id: i64, message: &Message);
+
+    /// Hears about every change to credentials, permissions or schemas right after its commit,
+    /// before the caller is answered (it is in the access log too, for other processes): what
+    /// it made stale can be forgotten before the caller's next request.
+    fn changed(&self, _change: &Change) {}
 }
 
 /// For commands that publish nothing (migrations, account management).
