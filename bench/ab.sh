@@ -31,8 +31,12 @@ ticks=$(getconf CLK_TCK)
 # CPU seconds of a process so far: fields 14 and 15 of /proc/<pid>/stat (after the command).
 cpu_of() { awk -v t="$ticks" '{ sub(/^.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat"; }
 
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
+
 run() {
-    local label=$1 binary=$2 dir key pid before after result
+    local label=$1 binary=$2 dir key before after result
+    shift 2
     dir=$(mktemp -d)
     key="$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' | cut -c1-39)0"
     HERALD_ADMIN_KEY=$key taskset -c 0 "$binary" serve --listen "127.0.0.1:$port" \
@@ -40,6 +44,7 @@ run() {
     pid=$!
     for _ in $(seq 100); do
         curl -fs "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break
+        kill -0 "$pid" 2>/dev/null || { echo "ab: $binary exited at start" >&2; exit 1; }
         sleep 0.1
     done
     before=$(cpu_of "$pid")
@@ -48,6 +53,7 @@ run() {
     after=$(cpu_of "$pid")
     kill "$pid"
     wait "$pid" 2>/dev/null || true
+    pid=
     rm -rf "$dir"
     python3 - "$label" "$before" "$after" "$result" <<'EOF'
 import json, sys
