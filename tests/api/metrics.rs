@@ -411,3 +411,29 @@ async fn pruning_and_resume_gaps_are_counted() {
         );
     }
 }
+
+#[tokio::test]
+async fn refused_poll_opens_are_counted_under_poll() {
+    let app = TestApp::spawn_with(|args| args.rate_poll = 1).await;
+    let key = rivia(&app).await;
+    publish_to(&app, "lobby", 0).await;
+    // A message waits, so every poll that is let in answers at once.
+    let mut refused = 0;
+    for _ in 0..3 {
+        let resp = app
+            .get(
+                "/v1.1/instances/rivia/channels/witchers/poll/?room=lobby&last_id=0",
+                Some(&key),
+            )
+            .await;
+        if resp.status == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "the poll budget never refused");
+    let samples = scrape(&app).await;
+    assert_eq!(
+        value(&samples, "herald_rate_limited_total{limit=\"poll\"}"),
+        f64::from(refused)
+    );
+}
