@@ -49,7 +49,7 @@ run() {
     done
     before=$(cpu_of "$pid")
     result=$(taskset -c 1 target/release/herald-bench --url "http://127.0.0.1:$port" \
-        --key "$key" "$@" | tail -n 1)
+        --key "$key" --server-pid "$pid" "$@" | tail -n 1)
     after=$(cpu_of "$pid")
     kill "$pid"
     wait "$pid" 2>/dev/null || true
