@@ -159,7 +159,10 @@ pub async fn run(
             }
         });
     }
+    let console = state.config.console;
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
+    // The console goes first, while `/console` and `/console/` still differ.
+    let app = axum::middleware::from_fn_with_state(console, http::console::serve).layer(app);
     tracing::info!("listening on http://{local_addr}");
 
     // One deadline for the whole drain, set when shutdown begins.
