@@ -287,6 +287,36 @@ async fn walk_through(browser: &Client) -> anyhow::Result<()> {
     wait_for(browser, "#metrics-note, #metric-connections").await?;
     shot(browser, "08-server").await?;
 
+    // Users, groups and a membership.
+    browser
+        .goto(&app.url("/console/#/i/console-demo/users"))
+        .await?;
+    type_into(browser, "#user-create-username", "geralt").await?;
+    type_into(browser, "#user-create-password", "roach").await?;
+    click(browser, "#user-create-submit").await?;
+    wait_for(browser, "#users-table tbody tr").await?;
+    click(browser, "#tab-groups").await?;
+    type_into(browser, "#group-create-name", "witchers").await?;
+    type_into(browser, "#group-create-label", "School of the Wolf").await?;
+    click(browser, "#group-create-submit").await?;
+    click(browser, "#groups-table tbody tr button").await?;
+    click(browser, "#member-add-submit").await?;
+    let member = wait_for(browser, "#members li").await?;
+    assert!(member.text().await?.starts_with("geralt"));
+    shot(browser, "09-groups").await?;
+
+    // Deleting an instance asks first, naming it.
+    click(browser, r#"a[data-nav="instances"]"#).await?;
+    click(browser, r#"tr[data-instance="console-demo"] button.danger"#).await?;
+    let question = wait_for(browser, "dialog[open] h2").await?;
+    assert_eq!(question.text().await?, "Delete instance “console-demo”?");
+    shot(browser, "10-delete-instance").await?;
+    click(browser, "#confirm-ok").await?;
+    wait_for(browser, "#instances p.muted").await?;
+    app.get("/v1.1/instances/console-demo/", Some(&key))
+        .await
+        .assert_status(404);
+
     // Signing out forgets the key.
     click(browser, "#sign-out").await?;
     wait_for(browser, "#signin-email").await?;
