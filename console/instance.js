@@ -338,7 +338,7 @@ async function usersTab(root, instance, ctx) {
                 { dataset: { user: user.id } },
                 h("td", {}, user.id),
                 h("th", { scope: "row" }, user.username),
-                h("td", {}, user.groups.map((g) => h("span", { class: "badge" }, groupName(g)))),
+                h("td", {}, user.groups.length ? user.groups.map((g) => h("span", { class: "badge" }, groupName(g))) : h("span", { class: "muted" }, "none")),
                 rowActions(smallButton("Groups", `Groups of ${user.username}`, () => showMemberships(user)), {
                   what: "user",
                   label: user.username,

@@ -295,6 +295,7 @@ async fn walk_through(browser: &Client) -> anyhow::Result<()> {
     type_into(browser, "#user-create-password", "roach").await?;
     click(browser, "#user-create-submit").await?;
     wait_for(browser, "#users-table tbody tr").await?;
+    shot(browser, "09-users").await?;
     click(browser, "#tab-groups").await?;
     type_into(browser, "#group-create-name", "witchers").await?;
     type_into(browser, "#group-create-label", "School of the Wolf").await?;
@@ -303,14 +304,14 @@ async fn walk_through(browser: &Client) -> anyhow::Result<()> {
     click(browser, "#member-add-submit").await?;
     let member = wait_for(browser, "#members li").await?;
     assert!(member.text().await?.starts_with("geralt"));
-    shot(browser, "09-groups").await?;
+    shot(browser, "10-groups").await?;
 
     // Deleting an instance asks first, naming it.
     click(browser, r#"a[data-nav="instances"]"#).await?;
     click(browser, r#"tr[data-instance="console-demo"] button.danger"#).await?;
     let question = wait_for(browser, "dialog[open] h2").await?;
     assert_eq!(question.text().await?, "Delete instance “console-demo”?");
-    shot(browser, "10-delete-instance").await?;
+    shot(browser, "11-delete-instance").await?;
     click(browser, "#confirm-ok").await?;
     wait_for(browser, "#instances p.muted").await?;
     app.get("/v1.1/instances/console-demo/", Some(&key))
@@ -324,6 +325,16 @@ async fn walk_through(browser: &Client) -> anyhow::Result<()> {
         .execute("return sessionStorage.length;", vec![])
         .await?;
     assert_eq!(kept, json!(0));
+
+    // Signing in with a pasted key: an instance API key is refused next to the field, the
+    // account key is taken.
+    type_into(browser, "#keyin-account_key", &api_key).await?;
+    click(browser, "#keyin-submit").await?;
+    let refused = wait_for(browser, "#keyin-account_key-error:not([hidden])").await?;
+    assert!(refused.text().await?.contains("instance API key"));
+    type_into(browser, "#keyin-account_key", &key).await?;
+    click(browser, "#keyin-submit").await?;
+    wait_for(browser, "#instance-create-name").await?;
     Ok(())
 }
 
