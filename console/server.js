@@ -116,7 +116,11 @@ function renderMetrics(box, { status, text }, previous) {
     rate = seconds > 0 && delta >= 0 ? `${(delta / seconds).toFixed(1)}/s` : "…";
   }
   const show = (value) => (value === null ? "–" : String(value));
-  const transports = ["poll", "websocket", "sse"];
+  const transports = [
+    ["poll", "Waiting polls"],
+    ["websocket", "WebSocket subscribers"],
+    ["sse", "SSE subscribers"],
+  ];
   const byAction = samples.filter((s) => s.name === "herald_messages_published_total");
   clear(
     box,
@@ -124,8 +128,8 @@ function renderMetrics(box, { status, text }, previous) {
       "div",
       { class: "figures" },
       figure("Connections", show(sum(samples, "herald_connections")), { id: "metric-connections" }),
-      transports.map((transport) =>
-        figure(`Subscribers (${transport})`, show(sum(samples, "herald_subscribers", (l) => l.transport === transport)), { id: `metric-subscribers-${transport}` }),
+      transports.map(([transport, label]) =>
+        figure(label, show(sum(samples, "herald_subscribers", (l) => l.transport === transport)), { id: `metric-subscribers-${transport}` }),
       ),
       figure("Publish rate", published === null ? "–" : rate, { id: "metric-publish-rate" }),
       figure("Published", show(published), { id: "metric-published" }),

@@ -286,6 +286,26 @@ async fn walk_through(browser: &Client) -> anyhow::Result<()> {
     assert_eq!(health.text().await?, "ok");
     wait_for(browser, "#metrics-note, #metric-connections").await?;
     shot(browser, "08-server").await?;
+    // How the view reads Prometheus text, whether or not this server serves /metrics: the
+    // page's fetch of /metrics answers a stand-in whose publish counter grows 6 per scrape.
+    browser.execute(STAND_IN_METRICS, vec![]).await?;
+    // The figures are drawn anew on every scrape: read them in one go.
+    let deadline = Instant::now() + UI_WAIT;
+    loop {
+        let figures = browser
+            .execute(
+                "return ['publish-rate', 'connections', 'subscribers-sse'].map((id) => \
+                 document.querySelector(`#metric-${id} .value`)?.textContent ?? null);",
+                vec![],
+            )
+            .await?;
+        if figures == json!(["2.0/s", "7", "3"]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics shown: {figures}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shot(browser, "08-server-metrics").await?;
 
     // Users, groups and a membership.
     browser
@@ -337,6 +357,28 @@ async fn walk_through(browser: &Client) -> anyhow::Result<()> {
     wait_for(browser, "#instance-create-name").await?;
     Ok(())
 }
+
+/// Makes the page's `fetch("/metrics")` answer Prometheus text whose publish counter grows by
+/// 6 on every scrape (one every 3 s: 2.0/s).
+const STAND_IN_METRICS: &str = r##"
+    const realFetch = window.fetch;
+    let published = 100;
+    window.fetch = (url, init) => {
+        if (String(url) !== "/metrics") return realFetch(url, init);
+        published += 6;
+        const body = [
+            "# TYPE herald_connections gauge",
+            "herald_connections 7",
+            'herald_subscribers{transport="poll"} 1',
+            'herald_subscribers{transport="websocket"} 2',
+            'herald_subscribers{transport="sse"} 3',
+            "# TYPE herald_messages_published_total counter",
+            `herald_messages_published_total{action="custom"} ${published}`,
+            'herald_messages_published_total{action="create"} 4',
+        ].join("\n");
+        return Promise.resolve(new Response(body, { status: 200 }));
+    };
+"##;
 
 /// The ids of the messages in the live tail, top (newest) first.
 async fn tail_ids(browser: &Client) -> anyhow::Result<Vec<i64>> {
