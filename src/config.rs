@@ -427,6 +427,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_ALLOW_REGISTRATION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_registration: bool,
 
+    /// Serve the web console at `/console/` (`false`: 404 there).
+    #[arg(long, env = "HERALD_CONSOLE", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub console: bool,
+
     /// Instances one account may own; 0 = unlimited.
     #[arg(long, env = "HERALD_MAX_INSTANCES_PER_ACCOUNT", default_value_t = 0)]
     pub max_instances_per_account: u32,

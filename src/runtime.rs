@@ -155,7 +155,11 @@ impl Runtime {
         let limits = connections::Limits::from_args(&app.config);
         let connections = app.connections.clone();
         let cluster = app.cluster.clone();
+        let console = app.config.console;
         let router = NormalizePathLayer::trim_trailing_slash().layer(http::router(app));
+        // The console goes first, while `/console` and `/console/` still differ.
+        let router =
+            axum::middleware::from_fn_with_state(console, http::console::serve).layer(router);
         tracing::info!("listening on http://{local_addr}");
 
         // One deadline for the whole drain, set when shutdown begins.

@@ -5,6 +5,7 @@ mod accounts;
 mod api_keys;
 mod channels;
 mod classes;
+pub mod console;
 mod groups;
 mod health;
 mod input;

@@ -115,6 +115,35 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        TestApp::spawn_listening(listener, database, configure).await
+    }
+
+    /// Like [`TestApp::spawn_on`], on the address a stopped server listened on, so that its
+    /// clients (a browser's event stream) come back to the new one. The old listener is closed
+    /// once `stop` returns; binding is retried briefly all the same.
+    pub async fn spawn_on_at(
+        database: KeptDatabase,
+        addr: SocketAddr,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> TestApp {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("cannot bind {addr} again: {err}"),
+            }
+        };
+        TestApp::spawn_listening(listener, database, configure).await
+    }
+
+    async fn spawn_listening(
+        listener: tokio::net::TcpListener,
+        database: KeptDatabase,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> TestApp {
         let addr = listener.local_addr().expect("local addr");
         let (dir, schema) = match database {
             KeptDatabase::Sqlite(dir) => (dir, None),

@@ -14,6 +14,7 @@ mod classes;
 mod cli;
 mod cluster;
 mod connections;
+mod console;
 mod conventions;
 mod durability;
 mod gaps;

@@ -191,7 +191,10 @@ async fn publish_run(
     // Each channel's count, in order of first appearance (a run rarely has more than a few).
     let mut channels: Vec<(&PublishJob, i64)> = Vec::new();
     for job in run {
-        match channels.iter_mut().find(|(c, _)| c.channel_id == job.channel_id) {
+        match channels
+            .iter_mut()
+            .find(|(c, _)| c.channel_id == job.channel_id)
+        {
             Some((_, count)) => *count += 1,
             None => channels.push((job, 1)),
         }
