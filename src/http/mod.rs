@@ -12,6 +12,7 @@ mod instances;
 mod messages;
 mod object_input;
 mod objects;
+mod openapi;
 mod paging;
 mod poll;
 mod request;
@@ -192,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .merge(groups::router())
         .merge(classes::router())
         .merge(objects::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))

@@ -24,6 +24,7 @@ mod instances;
 mod isolation;
 mod object_messages;
 mod objects;
+mod openapi;
 mod passwords;
 mod permissions;
 mod poll;
