@@ -133,7 +133,7 @@ enum Stored {
 /// Stores a batch in one transaction: per publish, the allocated id and timestamp (or
 /// `NotFound` when its channel was deleted); per write, what it wrote and the messages it
 /// stored. Ids are allocated in the storing transaction, so committed ids of a channel are
-/// consecutive and become visible in order (SPEC §9.5).
+/// consecutive and become visible in order (docs/api.md §9.5).
 async fn store_batch(writer: &SqlitePool, batch: &mut [Job]) -> Result<Vec<Stored>, sqlx::Error> {
     let mut conn = writer.acquire().await?;
     // IMMEDIATE, as every write transaction (see `Db::begin`): an object write reads before it
