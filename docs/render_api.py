@@ -115,7 +115,8 @@ def security_text(doc, requirements):
         if not requirement:
             forms.append('none')
         else:
-            forms.append(' + '.join(f'`{name}`' for name in requirement))
+            schemes = doc['components']['securitySchemes']
+            forms.append(' + '.join(f'`{schemes[name]["name"]}` {schemes[name]["in"]}' for name in requirement))
     return ', or '.join(forms)
 
 
