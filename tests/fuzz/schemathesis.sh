@@ -8,7 +8,7 @@
 # header and body conforms to the document. Exits non-zero on any finding.
 #
 #   tests/fuzz/schemathesis.sh                                   # CI size, under three minutes
-#   HERALD_FUZZ_MAX_EXAMPLES=500 HERALD_FUZZ_MAX_TIME=0 tests/fuzz/schemathesis.sh   # longer
+#   HERALD_FUZZ_MAX_EXAMPLES=200 HERALD_FUZZ_MAX_TIME=900 tests/fuzz/schemathesis.sh # 35 minutes
 #
 # HERALD_FUZZ_MAX_EXAMPLES: examples per operation (default 10).
 # HERALD_FUZZ_MAX_TIME: seconds for each of the first two runs, 0 = no limit (default 75; the SSE
