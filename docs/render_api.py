@@ -305,7 +305,11 @@ def render(doc):
         if schema.get('description'):
             lines.append(schema['description'])
             lines.append('')
-        if not fields_table(schema_fields(doc, schema), ' (always)', lines) and 'properties' not in schema:
+        if 'allOf' in schema and 'properties' not in schema:
+            lines.append(f'Type: {type_text(schema)}' + (', with the keys ' + ', '.join(
+                f'`{key}`' for key in schema['required']) + ' always present.' if schema.get('required') else '.'))
+            lines.append('')
+        elif not fields_table(schema_fields(doc, schema), ' (always)', lines) and 'properties' not in schema:
             lines.append(f'Type: {type_text(schema)}.')
             lines.append('')
         if schema.get('additionalProperties') not in (None, False):
