@@ -1,10 +1,11 @@
 //! The first account (docs/api.md §4.6): a fresh database gets one superuser, and its key is printed
 //! once, so a new server is usable in two commands.
 
+use crate::accounts::{self, Registration};
 use crate::config::AdminBootstrap;
-use crate::keys::{self, Key, KeyKind};
+use crate::keys::{self, Key};
 use crate::model;
-use crate::store::{NewAccount, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// What was created, for printing; `None` when the database already had accounts.
 pub struct CreatedAdmin {
@@ -33,22 +34,17 @@ pub async fn ensure_first_account(
             (password.clone(), Some(password))
         }
     };
-    let key = key.unwrap_or_else(|| Key::generate(KeyKind::Account));
     let password_hash = tokio::task::spawn_blocking(move || keys::hash_password(&password)).await?;
+    let registration = Registration {
+        email: email.clone(),
+        first_name: String::new(),
+        last_name: String::new(),
+        password_hash,
+        is_superuser: true,
+    };
     // Processes sharing a database may all get here at once; the store creates one account.
-    let created = store
-        .create_first_account(NewAccount {
-            email: email.clone(),
-            first_name: String::new(),
-            last_name: String::new(),
-            password_hash: Some(password_hash),
-            account_key: key.as_str().to_owned(),
-            key_digest: key.digest(),
-            is_superuser: true,
-        })
-        .await;
-    match created {
-        Ok(Some(_)) => Ok(Some(CreatedAdmin {
+    match accounts::create_first(store, registration, key).await {
+        Ok(Some((_, key))) => Ok(Some(CreatedAdmin {
             email,
             generated_password,
             key,

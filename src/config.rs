@@ -68,6 +68,23 @@ impl std::fmt::Debug for RedisUrl {
     }
 }
 
+/// The bearer token `/metrics` asks for; never shown.
+#[derive(Clone)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(***)")
+    }
+}
+
+fn parse_metrics_token(raw: &str) -> Result<MetricsToken, String> {
+    if raw.trim().is_empty() {
+        return Err("the metrics token must not be empty (leave it unset for none)".into());
+    }
+    Ok(MetricsToken(raw.to_owned()))
+}
+
 /// Replaces the password of a URL's user info and any `password=` (PostgreSQL) or `pass=`
 /// (Redis over a Unix socket) query parameter with `***`.
 fn mask_password(url: &str) -> String {
@@ -255,6 +272,15 @@ pub struct ServeArgs {
     /// HTTP listen address.
     #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Serve `/metrics` on this address instead of the main listener (which then answers 404
+    /// there), e.g. `127.0.0.1:9090` to keep metrics off the public port.
+    #[arg(long, env = "HERALD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Require `Authorization: Bearer <token>` on `/metrics` (401 without it).
+    #[arg(long, env = "HERALD_METRICS_TOKEN", hide_env_values = true, value_parser = parse_metrics_token)]
+    pub metrics_token: Option<MetricsToken>,
 
     #[command(flatten)]
     pub database: DatabaseArgs,

@@ -40,6 +40,7 @@ use futures_util::task::AtomicWaker;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -50,6 +51,7 @@ use tower::{Service, ServiceExt};
 
 use crate::config::ServeArgs;
 use crate::http::client_ip;
+use crate::metrics::Metrics;
 
 /// The answer to a connection over a limit.
 const AT_LIMIT: &str = "Server is at its connection limit.";
@@ -109,15 +111,42 @@ pub enum Rejection {
     BodyTimeout,
 }
 
+impl Rejection {
+    pub const ALL: [Rejection; 4] = [
+        Rejection::MaxConnections,
+        Rejection::PerIp,
+        Rejection::HeaderTimeout,
+        Rejection::BodyTimeout,
+    ];
+
+    /// The `reason` label of `herald_connections_rejected_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::MaxConnections => "max_connections",
+            Rejection::PerIp => "per_ip",
+            Rejection::HeaderTimeout => "header_timeout",
+            Rejection::BodyTimeout => "body_timeout",
+        }
+    }
+}
+
 /// Open connections, per-IP counts and what was turned away.
-#[derive(Default)]
 pub struct Connections {
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
-    rejected: [AtomicU64; 4],
+    /// The server's `herald_connections_rejected_total` children, by [`Rejection`].
+    rejected: [IntCounter; 4],
 }
 
 impl Connections {
+    pub fn new(metrics: &Metrics) -> Connections {
+        Connections {
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::default(),
+            rejected: Rejection::ALL.map(|reason| metrics.connection_rejected(reason).clone()),
+        }
+    }
+
     /// Client connections open now, upgraded WebSockets included.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -125,11 +154,11 @@ impl Connections {
 
     /// Connections or requests turned away for `reason` since start.
     pub fn rejected(&self, reason: Rejection) -> u64 {
-        self.rejected[reason as usize].load(Ordering::Relaxed)
+        self.rejected[reason as usize].get()
     }
 
     fn count(&self, reason: Rejection) {
-        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.rejected[reason as usize].inc();
     }
 
     /// A place for one more connection, or why there is none.
@@ -752,7 +781,7 @@ mod tests {
 
     #[test]
     fn places_are_given_back() {
-        let connections = Arc::new(Connections::default());
+        let connections = Arc::new(Connections::new(&Metrics::new()));
         let limits = limits(3, 2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();

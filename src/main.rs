@@ -3,13 +3,14 @@
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
+use herald::accounts::{self, Registration};
 use herald::cli::{AccountCommand, Cli, Command};
 use herald::config::{LogFormat, ServeArgs};
-use herald::keys::{self, Key, KeyKind};
+use herald::keys;
 use herald::model;
 use std::sync::Arc;
 
-use herald::store::{NewAccount, NoListener};
+use herald::store::NoListener;
 
 #[tokio::main]
 async fn main() {
@@ -122,18 +123,16 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
             if password.is_empty() {
                 anyhow::bail!("--password may not be empty");
             }
-            let hash = tokio::task::spawn_blocking(move || keys::hash_password(&password)).await?;
-            let key = Key::generate(KeyKind::Account);
-            let account = store
-                .create_account(NewAccount {
-                    email,
-                    first_name: String::new(),
-                    last_name: String::new(),
-                    password_hash: Some(hash),
-                    account_key: key.as_str().to_owned(),
-                    key_digest: key.digest(),
-                    is_superuser: superuser,
-                })
+            let password_hash =
+                tokio::task::spawn_blocking(move || keys::hash_password(&password)).await?;
+            let registration = Registration {
+                email,
+                first_name: String::new(),
+                last_name: String::new(),
+                password_hash,
+                is_superuser: superuser,
+            };
+            let (account, key) = accounts::create(store.as_ref(), registration)
                 .await
                 .map_err(|err| match err {
                     herald::store::StoreError::Conflict(_) => {
@@ -155,10 +154,7 @@ async fn account(action: AccountCommand) -> anyhow::Result<()> {
                 .account_by_email(&email)
                 .await
                 .map_err(|_| anyhow::anyhow!("no account has the e-mail {email}"))?;
-            let key = Key::generate(KeyKind::Account);
-            store
-                .set_account_key(account.id, key.as_str(), &key.digest())
-                .await?;
+            let (_, key) = accounts::reset_key(store.as_ref(), account.id).await?;
             println!("account key: {}", key.as_str());
             Ok(())
         }

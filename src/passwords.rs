@@ -18,10 +18,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
 use crate::keys;
+use crate::metrics::{LoginScope, Metrics};
 
 /// Requests that may wait for an Argon2 slot; beyond them the server is busy.
 pub const MAX_WAITING: usize = 256;
@@ -78,11 +80,15 @@ pub struct Passwords {
     dummy: OnceCell<String>,
     /// Argon2 working memory, one per slot at most, reused (see [`keys::HashMemory`]).
     memory: Mutex<Vec<keys::HashMemory>>,
+    /// `herald_login_throttled_total` by scope: identity, ip, busy.
+    throttled: [IntCounter; 3],
 }
 
 impl Passwords {
-    pub fn new(settings: Settings) -> Passwords {
+    pub fn new(settings: Settings, metrics: &Metrics) -> Passwords {
         Passwords {
+            throttled: [LoginScope::Identity, LoginScope::Ip, LoginScope::Busy]
+                .map(|scope| metrics.login_throttled(scope).clone()),
             slots: Semaphore::new(settings.concurrency.max(1)),
             settings,
             waiting: AtomicUsize::new(0),
@@ -137,6 +143,25 @@ impl Passwords {
     /// has no password; a dummy hash is verified so that this takes as long). Counts toward the
     /// identity's lock-out and the IP's budget.
     pub async fn verify(
+        &self,
+        ip: IpAddr,
+        identity: Identity,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, Refused> {
+        let checked = self.check(ip, identity, password, stored).await;
+        if let Err(refused) = &checked {
+            let scope = match refused {
+                Refused::Locked { .. } => 0,
+                Refused::Throttled { .. } => 1,
+                Refused::Busy => 2,
+            };
+            self.throttled[scope].inc();
+        }
+        checked
+    }
+
+    async fn check(
         &self,
         ip: IpAddr,
         identity: Identity,
@@ -284,7 +309,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_lock_an_identity_even_against_the_right_password() {
-        let passwords = Passwords::new(settings());
+        let passwords = Passwords::new(settings(), &Metrics::new());
         let hash = keys::hash_password("roach");
         for _ in 0..3 {
             let ok = passwords
@@ -318,7 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_success_clears_the_count() {
-        let passwords = Passwords::new(settings());
+        let passwords = Passwords::new(settings(), &Metrics::new());
         let hash = keys::hash_password("roach");
         for _ in 0..2 {
             let _ = passwords
@@ -338,11 +363,15 @@ mod tests {
 
     #[tokio::test]
     async fn each_ip_has_a_budget_per_minute() {
-        let passwords = Passwords::new(Settings {
-            per_ip_per_minute: 2,
-            max_failures: 0,
-            ..settings()
-        });
+        let metrics = Metrics::new();
+        let passwords = Passwords::new(
+            Settings {
+                per_ip_per_minute: 2,
+                max_failures: 0,
+                ..settings()
+            },
+            &metrics,
+        );
         for _ in 0..2 {
             assert_eq!(
                 passwords.verify(IP, geralt(), "x".into(), None).await,
@@ -353,6 +382,8 @@ mod tests {
         assert!(
             matches!(over, Err(Refused::Throttled { retry_after_secs }) if (1..=60).contains(&retry_after_secs))
         );
+        assert_eq!(metrics.login_throttled(LoginScope::Ip).get(), 1);
+        assert_eq!(metrics.login_throttled(LoginScope::Identity).get(), 0);
         let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(
             passwords.verify(other, geralt(), "x".into(), None).await,
@@ -362,10 +393,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_burst_never_runs_more_hashes_than_the_pool_has_slots() {
-        let passwords = Arc::new(Passwords::new(Settings {
-            max_failures: 0,
-            ..settings()
-        }));
+        let passwords = Arc::new(Passwords::new(
+            Settings {
+                max_failures: 0,
+                ..settings()
+            },
+            &Metrics::new(),
+        ));
         let tasks: Vec<_> = (0..300)
             .map(|n| {
                 let passwords = passwords.clone();

@@ -5,6 +5,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use prometheus::IntCounter;
+
 /// The requests of the current second, per key. Every window is the same second, so a new
 /// second forgets them all at once: no request ever scans the map, however many keys an attack
 /// brings.
@@ -16,13 +18,16 @@ struct Window<K> {
 pub struct RateLimiter<K> {
     per_second: u32,
     window: Mutex<Window<K>>,
+    /// Counts refusals (`herald_rate_limited_total{limit}`).
+    refused: IntCounter,
 }
 
 impl<K: Eq + Hash> RateLimiter<K> {
-    /// `per_second == 0` disables the limiter.
-    pub fn new(per_second: u32) -> Self {
+    /// `per_second == 0` disables the limiter. `refused` counts the requests it turns away.
+    pub fn new(per_second: u32, refused: IntCounter) -> Self {
         RateLimiter {
             per_second,
+            refused,
             window: Mutex::new(Window {
                 second: 0,
                 counts: HashMap::new(),
@@ -45,6 +50,8 @@ impl<K: Eq + Hash> RateLimiter<K> {
         }
         let count = window.counts.entry(key).or_insert(0);
         if *count >= self.per_second {
+            drop(window);
+            self.refused.inc();
             return Err(1);
         }
         *count += 1;
@@ -58,7 +65,7 @@ mod tests {
 
     #[test]
     fn a_disabled_limiter_never_refuses() {
-        let limiter = RateLimiter::new(0);
+        let limiter = RateLimiter::new(0, IntCounter::new("refused", "test").unwrap());
         for _ in 0..1000 {
             assert_eq!(limiter.check("ip"), Ok(()));
         }
@@ -66,10 +73,11 @@ mod tests {
 
     #[test]
     fn budgets_are_per_key() {
-        let limiter = RateLimiter::new(3);
+        let limiter = RateLimiter::new(3, IntCounter::new("refused", "test").unwrap());
         // All checks below run within at most two windows; at most 6 can pass per key.
         let passed = (0..20).filter(|_| limiter.check("a").is_ok()).count();
         assert!((3..=6).contains(&passed), "{passed}");
+        assert_eq!(limiter.refused.get(), 20 - passed as u64);
         assert!(limiter.check("b").is_ok());
     }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::now_micros;
@@ -43,11 +44,12 @@ impl Retention {
     }
 }
 
-/// Runs a pass every `interval` until `shutdown` fires.
+/// Runs a pass every `interval` until `shutdown` fires; `pruned_total` counts the messages removed.
 pub async fn run_pruner(
     store: Arc<dyn Store>,
     retention: Retention,
     interval: Duration,
+    pruned_total: IntCounter,
     shutdown: CancellationToken,
 ) {
     if retention.is_unlimited() {
@@ -61,12 +63,15 @@ pub async fn run_pruner(
             _ = ticker.tick() => {}
         }
         match retention.prune(store.as_ref()).await {
-            Ok(pruned) if pruned != Pruned::default() => tracing::debug!(
-                by_count = pruned.by_count,
-                by_age = pruned.by_age,
-                by_channel = pruned.by_channel,
-                "pruned history"
-            ),
+            Ok(pruned) if pruned != Pruned::default() => {
+                pruned_total.inc_by(pruned.by_count + pruned.by_age + pruned.by_channel);
+                tracing::debug!(
+                    by_count = pruned.by_count,
+                    by_age = pruned.by_age,
+                    by_channel = pruned.by_channel,
+                    "pruned history"
+                );
+            }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "history pruning failed; will retry"),
         }

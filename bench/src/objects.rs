@@ -217,7 +217,7 @@ async fn fixture(target: &Target) -> anyhow::Result<(Herald, Objects)> {
 }
 
 /// The server's CPU time so far (user + system), in seconds, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
     Ok(cpu_ticks(&stat)? as f64 / clock_ticks())
@@ -249,7 +249,7 @@ fn clock_ticks() -> f64 {
 
 /// A well-mixed 64-bit value of `x` (SplitMix64): object `i`'s field values, so that a class
 /// made by this tool holds the same values whatever order the creators ran in.
-fn mix(x: u64) -> u64 {
+pub(crate) fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

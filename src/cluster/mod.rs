@@ -22,19 +22,22 @@ mod throttle;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use crate::access::Change;
 use crate::config::RedisUrl;
 use crate::hub::{Delivery, Hub};
+use crate::metrics::Metrics;
 use crate::store::{ClusterIdentity, CommitListener, Message, MessageStore};
 use queue::{Outbound, Taken};
 use tag::{Signer, Topic};
@@ -124,7 +127,8 @@ pub struct Cluster {
     events: mpsc::UnboundedSender<Event>,
     outbound: Arc<Outbound>,
     connected: Arc<AtomicBool>,
-    rejected: Arc<AtomicU64>,
+    /// `herald_cluster_messages_rejected_total`.
+    rejected: IntCounter,
 }
 
 /// The relay's tasks, ready to start once the store (which reports commits to the [`Cluster`]
@@ -135,7 +139,9 @@ pub struct Relay {
     events_rx: mpsc::UnboundedReceiver<Event>,
     outbound: Arc<Outbound>,
     connected: Arc<AtomicBool>,
-    rejected: Arc<AtomicU64>,
+    rejected: IntCounter,
+    /// `herald_fanout_gaps_repaired_total`.
+    repaired: IntCounter,
 }
 
 /// Where, and as which cluster, a node talks on Redis.
@@ -148,13 +154,13 @@ pub struct Redis<'a> {
 
 impl Cluster {
     /// A node's cluster side, not yet talking to Redis: announcements wait in a queue of at
-    /// most `queue` messages until [`Relay::start`].
-    pub fn new(queue: usize) -> (Arc<Cluster>, Relay) {
+    /// most `queue` messages until [`Relay::start`]. It counts in `metrics`.
+    pub fn new(queue: usize, metrics: &Metrics) -> (Arc<Cluster>, Relay) {
         let node = rand::random::<u64>();
         let (events, events_rx) = mpsc::unbounded_channel();
         let outbound = Arc::new(Outbound::new(queue));
         let connected = Arc::new(AtomicBool::new(false));
-        let rejected = Arc::new(AtomicU64::new(0));
+        let rejected = metrics.cluster_rejected.clone();
         let cluster = Arc::new(Cluster {
             node,
             events: events.clone(),
@@ -169,6 +175,7 @@ impl Cluster {
             outbound,
             connected,
             rejected,
+            repaired: metrics.gaps_repaired.clone(),
         };
         (cluster, relay)
     }
@@ -191,7 +198,13 @@ impl Cluster {
 
     /// Messages read from Redis and dropped since start because their tag was missing or wrong.
     pub fn rejected_messages(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+        self.rejected.get()
+    }
+
+    /// Stops taking announcements: the publisher sends what is queued, then ends. For the end
+    /// of shutdown, once no request can publish any more.
+    pub fn close(&self) {
+        self.outbound.close();
     }
 }
 
@@ -204,14 +217,16 @@ impl Drop for Cluster {
 
 impl Relay {
     /// Subscribes to the cluster's Redis channels (failing with a clear message when it
-    /// cannot), then starts the publisher, the listener and the sequencer. Returns the changes
-    /// other nodes announce, for the caller to apply.
+    /// cannot), then starts the publisher, the listener and the sequencer on `tasks`. Returns
+    /// the changes other nodes announce, for the caller to apply. The publisher ends after
+    /// [`Cluster::close`], the others when `shutdown` fires.
     pub async fn start(
         self,
         redis: Redis<'_>,
         hub: Hub,
         store: Arc<dyn MessageStore>,
         safety_period: Duration,
+        tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<mpsc::UnboundedReceiver<Change>> {
         let url = redis.url;
@@ -233,7 +248,7 @@ impl Relay {
 
         let (changes_tx, changes) = mpsc::unbounded_channel();
         hub.sequence_from(store.clone());
-        tokio::spawn(publish_loop(
+        tasks.spawn(publish_loop(
             client.clone(),
             topics.clone(),
             signer.clone(),
@@ -249,10 +264,13 @@ impl Relay {
             connected: self.connected,
             rejected: self.rejected,
         };
-        tokio::spawn(listener.run(Some(pubsub), shutdown.clone()));
-        tokio::spawn(sequence(
-            hub,
-            store,
+        tasks.spawn(listener.run(Some(pubsub), shutdown.clone()));
+        tasks.spawn(sequence(
+            Sequencer {
+                hub,
+                store,
+                repaired: self.repaired,
+            },
             self.events_rx,
             safety_period,
             shutdown,
@@ -372,7 +390,7 @@ struct Listener {
     events: mpsc::UnboundedSender<Event>,
     changes: mpsc::UnboundedSender<Change>,
     connected: Arc<AtomicBool>,
-    rejected: Arc<AtomicU64>,
+    rejected: IntCounter,
 }
 
 impl Listener {
@@ -419,7 +437,7 @@ impl Listener {
                 match self.signer.open(topic, message.get_payload_bytes()) {
                     Some(body) => self.receive(topic, body),
                     None => {
-                        self.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.rejected.inc();
                         self.warn_rejected(rejections.record(1, Instant::now()));
                     }
                 }
@@ -462,7 +480,7 @@ impl Listener {
 
     fn warn_rejected(&self, count: Option<u64>) {
         let Some(count) = count else { return };
-        let total = self.rejected.load(Ordering::Relaxed);
+        let total = self.rejected.get();
         let plural = if count == 1 { "" } else { "s" };
         tracing::warn!(
             "dropped {count} Redis message{plural} without a valid tag ({total} since start); \
@@ -479,14 +497,22 @@ struct Gap {
     held: BTreeMap<i64, (Option<String>, Arc<Delivery>)>,
 }
 
-/// Delivers each watched channel's messages to the hub in id order, exactly once.
-async fn sequence(
+/// What the sequencer delivers to and repairs from.
+struct Sequencer {
     hub: Hub,
     store: Arc<dyn MessageStore>,
+    /// Messages read from storage because Redis did not bring them in time.
+    repaired: IntCounter,
+}
+
+/// Delivers each watched channel's messages to the hub in id order, exactly once.
+async fn sequence(
+    sequencer: Sequencer,
     mut events: mpsc::UnboundedReceiver<Event>,
     safety_period: Duration,
     shutdown: CancellationToken,
 ) {
+    let hub = &sequencer.hub;
     let mut gaps: HashMap<i64, Gap> = HashMap::new();
     let mut safety = tokio::time::interval_at(Instant::now() + safety_period, safety_period);
     safety.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -506,7 +532,7 @@ async fn sequence(
                     }
                     if id == delivered + 1 {
                         hub.deliver(channel_id, id, &room, || delivery);
-                        release(&hub, &mut gaps, channel_id);
+                        release(hub, &mut gaps, channel_id);
                     } else {
                         gaps.entry(channel_id)
                             .or_insert_with(|| Gap { since: Instant::now(), held: BTreeMap::new() })
@@ -514,7 +540,7 @@ async fn sequence(
                             .insert(id, (room, delivery));
                     }
                 }
-                Some(Event::Resync) => repair_all(&hub, store.as_ref(), &mut gaps).await,
+                Some(Event::Resync) => sequencer.repair_all(&mut gaps).await,
             },
             () = wait_until(oldest_gap.map(|since| since + GAP_WAIT)) => {
                 let now = Instant::now();
@@ -524,10 +550,10 @@ async fn sequence(
                     .map(|(id, _)| *id)
                     .collect();
                 for channel_id in expired {
-                    repair(&hub, store.as_ref(), &mut gaps, channel_id).await;
+                    sequencer.repair(&mut gaps, channel_id).await;
                 }
             }
-            _ = safety.tick() => repair_all(&hub, store.as_ref(), &mut gaps).await,
+            _ = safety.tick() => sequencer.repair_all(&mut gaps).await,
         }
     }
 }
@@ -561,55 +587,55 @@ fn release(hub: &Hub, gaps: &mut HashMap<i64, Gap>, channel_id: i64) {
     gaps.remove(&channel_id);
 }
 
-async fn repair_all(hub: &Hub, store: &dyn MessageStore, gaps: &mut HashMap<i64, Gap>) {
-    for (channel_id, _) in hub.watched() {
-        repair(hub, store, gaps, channel_id).await;
+impl Sequencer {
+    async fn repair_all(&self, gaps: &mut HashMap<i64, Gap>) {
+        for (channel_id, _) in self.hub.watched() {
+            self.repair(gaps, channel_id).await;
+        }
     }
-}
 
-/// Reads what a channel's subscribers here have not been given from storage, in order.
-async fn repair(
-    hub: &Hub,
-    store: &dyn MessageStore,
-    gaps: &mut HashMap<i64, Gap>,
-    channel_id: i64,
-) {
-    loop {
-        let Some(delivered) = hub.delivered(channel_id) else {
-            gaps.remove(&channel_id);
-            return;
-        };
-        let messages = match store
-            .messages_after(channel_id, delivered, REPAIR_PAGE)
-            .await
-        {
-            Ok(messages) => messages,
-            Err(err) => {
-                // Storage is away: keep the gap and try again on the next tick.
-                tracing::warn!("could not repair channel {channel_id} from storage: {err}");
-                if let Some(gap) = gaps.get_mut(&channel_id) {
-                    gap.since = Instant::now();
-                }
+    /// Reads what a channel's subscribers here have not been given from storage, in order.
+    async fn repair(&self, gaps: &mut HashMap<i64, Gap>, channel_id: i64) {
+        let hub = &self.hub;
+        loop {
+            let Some(delivered) = hub.delivered(channel_id) else {
+                gaps.remove(&channel_id);
                 return;
+            };
+            let messages = match self
+                .store
+                .messages_after(channel_id, delivered, REPAIR_PAGE)
+                .await
+            {
+                Ok(messages) => messages,
+                Err(err) => {
+                    // Storage is away: keep the gap and try again on the next tick.
+                    tracing::warn!("could not repair channel {channel_id} from storage: {err}");
+                    if let Some(gap) = gaps.get_mut(&channel_id) {
+                        gap.since = Instant::now();
+                    }
+                    return;
+                }
+            };
+            self.repaired.inc_by(messages.len() as u64);
+            for message in &messages {
+                hub.deliver(channel_id, message.id, &message.room, || {
+                    Arc::new(Delivery::new(
+                        message.id,
+                        Bytes::from(crate::render::message_json(message, None)),
+                    ))
+                });
             }
-        };
-        for message in &messages {
-            hub.deliver(channel_id, message.id, &message.room, || {
-                Arc::new(Delivery::new(
-                    message.id,
-                    Bytes::from(crate::render::message_json(message, None)),
-                ))
-            });
+            if (messages.len() as i64) < REPAIR_PAGE {
+                break;
+            }
         }
-        if (messages.len() as i64) < REPAIR_PAGE {
-            break;
-        }
-    }
-    // Held announcements are now delivered or older than storage's end; ids storage no longer
-    // has (pruned) are delivered as they are, still in order.
-    if let Some(gap) = gaps.remove(&channel_id) {
-        for (id, (room, delivery)) in gap.held {
-            hub.deliver(channel_id, id, &room, || delivery);
+        // Held announcements are now delivered or older than storage's end; ids storage no
+        // longer has (pruned) are delivered as they are, still in order.
+        if let Some(gap) = gaps.remove(&channel_id) {
+            for (id, (room, delivery)) in gap.held {
+                hub.deliver(channel_id, id, &room, || delivery);
+            }
         }
     }
 }
@@ -687,8 +713,11 @@ mod tests {
         let (events, events_rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         tokio::spawn(sequence(
-            hub.clone(),
-            store.clone(),
+            Sequencer {
+                hub: hub.clone(),
+                store: store.clone(),
+                repaired: IntCounter::new("repaired", "test").unwrap(),
+            },
             events_rx,
             Duration::from_secs(3600),
             shutdown.clone(),

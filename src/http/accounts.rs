@@ -13,12 +13,11 @@ use super::input;
 use super::request::ApiRequest;
 use super::scope::RootCaller;
 use super::{App, AppState};
-use crate::cluster::Change;
+use crate::accounts::{self, Registration};
 use crate::error::{ApiError, FieldErrors, checked, json_response};
-use crate::keys::{Key, KeyKind};
 use crate::model;
 use crate::passwords::Identity;
-use crate::store::{Account, AccountChanges, NewAccount, StoreError};
+use crate::store::{Account, AccountChanges, StoreError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -111,19 +110,14 @@ async fn register_account(
         .flatten();
     errors.finish()?;
     let (email, password) = (checked(email)?, checked(password)?);
-    let key = Key::generate(KeyKind::Account);
-    let account = app
-        .store
-        .create_account(NewAccount {
-            email,
-            first_name: first_name.unwrap_or_default(),
-            last_name: last_name.unwrap_or_default(),
-            password_hash: Some(hash_password(&app, password).await?),
-            account_key: key.as_str().to_owned(),
-            key_digest: key.digest(),
-            is_superuser: false,
-        })
-        .await?;
+    let registration = Registration {
+        email,
+        first_name: first_name.unwrap_or_default(),
+        last_name: last_name.unwrap_or_default(),
+        password_hash: hash_password(&app, password).await?,
+        is_superuser: false,
+    };
+    let (account, _) = accounts::create(app.store.as_ref(), registration).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &account_json(&account, true),
@@ -208,12 +202,7 @@ async fn reset_account_key(
     req: ApiRequest,
 ) -> Result<Response, ApiError> {
     let caller = app.account_caller(&req).await?;
-    let key = Key::generate(KeyKind::Account);
-    let account = app
-        .store
-        .set_account_key(caller.id, key.as_str(), &key.digest())
-        .await?;
-    app.changed(Change::Account { id: caller.id });
+    let (account, _) = accounts::reset_key(app.store.as_ref(), caller.id).await?;
     Ok(json_response(StatusCode::OK, &account_json(&account, true)))
 }
 

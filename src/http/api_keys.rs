@@ -12,7 +12,6 @@ use super::input;
 use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::InstanceScope;
-use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, json_response};
 use crate::keys::{Key, KeyKind};
 use crate::model;
@@ -204,11 +203,6 @@ async fn update_api_key(
         .store
         .update_api_key(scope.instance.id, key.id, changes)
         .await?;
-    // Flags decide the caller class: cached credentials must not outlive them.
-    app.changed(Change::ApiKey {
-        instance_id: scope.instance.id,
-        id: key.id,
-    });
     Ok(json_response(
         StatusCode::OK,
         &api_key_json(&scope.instance.name, &updated),
@@ -222,10 +216,6 @@ async fn delete_api_key(
 ) -> Result<Response, ApiError> {
     let (scope, key) = owned_key(&app, &req, &params).await?;
     app.store.delete_api_key(scope.instance.id, key.id).await?;
-    app.changed(Change::ApiKey {
-        instance_id: scope.instance.id,
-        id: key.id,
-    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -240,10 +230,6 @@ async fn reset_api_key(
         .store
         .set_api_key_key(scope.instance.id, key.id, fresh.as_str(), &fresh.digest())
         .await?;
-    app.changed(Change::ApiKey {
-        instance_id: scope.instance.id,
-        id: key.id,
-    });
     Ok(json_response(
         StatusCode::OK,
         &api_key_json(&scope.instance.name, &updated),

@@ -12,7 +12,6 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::Caller;
 use super::{App, AppState};
-use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model::{self, ChannelType, Permission};
 use crate::store::{Channel, ChannelChanges, ChannelVisibility, NewChannel};
@@ -265,10 +264,6 @@ async fn update_channel(
         .store
         .update_channel(scope.instance.id, &name, changes)
         .await;
-    app.changed(Change::Channel {
-        instance_id: scope.instance.id,
-        name,
-    });
     let updated = updated?;
     Ok(json_response(
         StatusCode::OK,
@@ -290,10 +285,5 @@ async fn delete_channel(
     let deleted = app.store.delete_channel(scope.instance.id, &name).await;
     app.channels.remove(&(scope.instance.id, name.clone()));
     deleted?;
-    app.changed(Change::ChannelDeleted {
-        instance_id: scope.instance.id,
-        name,
-        channel_id: channel.id,
-    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }

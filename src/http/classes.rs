@@ -15,7 +15,6 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
 use super::{App, AppState};
-use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model;
 use crate::objects::render::class_json;
@@ -291,10 +290,6 @@ async fn update_class(
         .store
         .update_class(scope.instance.id, &name, changes)
         .await?;
-    app.changed(Change::Class {
-        instance_id: scope.instance.id,
-        name,
-    });
     let value = class_value(&app, &scope.instance.name, &class).await?;
     Ok(json_response(StatusCode::OK, &value))
 }
@@ -315,9 +310,5 @@ async fn delete_class(
     app.store
         .delete_class(scope.instance.id, &class.name)
         .await?;
-    app.changed(Change::Class {
-        instance_id: scope.instance.id,
-        name: class.name,
-    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -13,7 +13,6 @@ use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
 use super::users::{MAX_GROUPS_PER_USER, user_json};
 use super::{App, AppState};
-use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, json_response};
 use crate::model;
 use crate::store::{Group, GroupChanges, StoreError, User};
@@ -199,10 +198,6 @@ async fn delete_group(
     app.store
         .delete_group(scope.instance.id, params.id("id")?)
         .await?;
-    // Channels that named the group now have none: their cached rows are stale.
-    app.changed(Change::Channels {
-        instance_id: scope.instance.id,
-    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -412,10 +407,6 @@ async fn add_membership<const SIDE: bool>(
         }
         Err(err) => return Err(err.into()),
     }
-    app.changed(Change::Membership {
-        instance_id: parent.scope.instance.id,
-        user_id: user.id,
-    });
     let instance = &parent.scope.instance.name;
     Ok(json_response(
         StatusCode::CREATED,
@@ -468,9 +459,5 @@ async fn remove_membership<const SIDE: bool>(
     let parent = membership_parent(&app, &req, &params, side, true).await?;
     let (group, user) = membership(&app, &parent, &params).await?;
     app.store.remove_membership(user.id, group.id).await?;
-    app.changed(Change::Membership {
-        instance_id: parent.scope.instance.id,
-        user_id: user.id,
-    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -13,7 +13,6 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, PathParams};
 use super::scope::{Caller, RootCaller};
 use super::{App, AppState};
-use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::model;
 use crate::store::{Instance, InstanceChanges, StoreError};
@@ -197,7 +196,6 @@ async fn update_instance(
         .store
         .update_instance(scope.instance.id, changes)
         .await?;
-    app.changed(Change::Instance { id: instance.id });
     Ok(json_response(
         StatusCode::OK,
         &instance_json(&app, &instance, "full").await?,
@@ -214,9 +212,6 @@ async fn delete_instance(
         return Err(ApiError::PermissionDenied);
     }
     app.store.delete_instance(scope.instance.id).await?;
-    app.changed(Change::InstanceDeleted {
-        id: scope.instance.id,
-    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -237,9 +232,6 @@ async fn rename_instance(
         .store
         .rename_instance(scope.instance.id, &new_name)
         .await?;
-    app.changed(Change::Instance {
-        id: scope.instance.id,
-    });
     Ok(json_response(
         StatusCode::OK,
         &instance_json(&app, &instance, "full").await?,

@@ -3,6 +3,8 @@
 //! A publish is answered 201 only after the store committed the message; the hub hears about it
 //! after the commit, never before (§9.11 "stored before told").
 
+use std::time::Instant;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
@@ -17,6 +19,7 @@ use super::request::{ApiRequest, PathParams, PublishRequest, Query};
 use super::scope::Caller;
 use super::{App, AppState};
 use crate::error::{ApiError, json_bytes_response, json_response};
+use crate::metrics::GapSeen;
 use crate::model::{self, ChannelType, Permission};
 use crate::render::message_json;
 use crate::store::{Channel, Message, NewMessage};
@@ -114,6 +117,7 @@ async fn publish_message(
     params: PathParams,
     req: PublishRequest,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let scope = app.instance_scope(&req, &params.name("instance")).await?;
     if !matches!(
         scope.caller,
@@ -161,6 +165,9 @@ async fn publish_message(
     // The store answers after the commit and after the hub heard of the message; a client that
     // hangs up meanwhile cannot undo either.
     let message = app.store.publish(&channel, new).await?;
+    app.metrics
+        .publish_duration
+        .observe(started.elapsed().as_secs_f64());
     let link = self_link(&scope.instance.name, &channel.name, message.id);
     Ok(json_bytes_response(
         StatusCode::CREATED,
@@ -230,6 +237,7 @@ async fn list_history(
     );
     let mut response = json_response(StatusCode::OK, &paging.envelope(rows, &path, &req.query));
     if let Some(gap) = gap {
+        app.metrics.resume_gap(GapSeen::History);
         response.headers_mut().insert(GAP_HEADER, gap.header());
     }
     Ok(response)

@@ -10,6 +10,7 @@ mod health;
 mod input;
 mod instances;
 mod messages;
+pub mod metrics;
 mod object_input;
 mod objects;
 mod openapi;
@@ -24,7 +25,7 @@ pub use request::client_ip;
 
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use axum::Router;
 use axum::body::Body;
@@ -41,8 +42,10 @@ use crate::auth::KeyCache;
 use crate::cache::Cache;
 use crate::cluster::{Change, Cluster};
 use crate::config::{CorsOrigins, ServeArgs};
+use crate::connections::Connections;
 use crate::error::{ApiError, json_response};
 use crate::hub::Hub;
+use crate::metrics::{Limit, Metrics};
 use crate::objects::Class;
 use crate::passwords::{self, Passwords};
 use crate::ratelimit::RateLimiter;
@@ -74,6 +77,29 @@ pub struct App {
     pub tasks: TaskTracker,
     /// Cluster mode: the Redis relay that tells other nodes about changes.
     pub cluster: Option<Arc<Cluster>>,
+    pub metrics: Arc<Metrics>,
+    /// Open client connections and what was turned away (§2.10).
+    pub connections: Arc<Connections>,
+}
+
+/// The running parts a server's handlers share (see `runtime`).
+pub struct Parts {
+    pub config: ServeArgs,
+    pub store: Arc<dyn Store>,
+    pub hub: Hub,
+    pub cluster: Option<Arc<Cluster>>,
+    pub metrics: Arc<Metrics>,
+    pub connections: Arc<Connections>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// A handle that does not keep the server's state alive (for the store's listener, which
+    /// the state itself holds through the store).
+    pub fn downgrade(&self) -> Weak<App> {
+        Arc::downgrade(&self.0)
+    }
 }
 
 impl Deref for AppState {
@@ -84,24 +110,31 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(
-        config: ServeArgs,
-        store: Arc<dyn Store>,
-        hub: Hub,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-        cluster: Option<Arc<Cluster>>,
-    ) -> AppState {
+    pub fn new(parts: Parts) -> AppState {
+        let Parts {
+            config,
+            store,
+            hub,
+            cluster,
+            metrics,
+            connections,
+            shutdown,
+            tasks,
+        } = parts;
+        let refused = |limit| metrics.rate_limited(limit).clone();
         AppState(Arc::new(App {
-            poll_limit: RateLimiter::new(config.rate_poll),
-            anonymous_limit: RateLimiter::new(config.rate_anon),
-            instance_limit: RateLimiter::new(config.rate_instance),
-            passwords: Passwords::new(passwords::Settings {
-                max_failures: config.login_max_failures,
-                window: config.login_window,
-                per_ip_per_minute: config.rate_login,
-                concurrency: config.hash_concurrency(),
-            }),
+            poll_limit: RateLimiter::new(config.rate_poll, refused(Limit::Poll)),
+            anonymous_limit: RateLimiter::new(config.rate_anon, refused(Limit::Anonymous)),
+            instance_limit: RateLimiter::new(config.rate_instance, refused(Limit::Instance)),
+            passwords: Passwords::new(
+                passwords::Settings {
+                    max_failures: config.login_max_failures,
+                    window: config.login_window,
+                    per_ip_per_minute: config.rate_login,
+                    concurrency: config.hash_concurrency(),
+                },
+                &metrics,
+            ),
             config,
             store,
             hub,
@@ -113,14 +146,17 @@ impl AppState {
             shutdown,
             tasks,
             cluster,
+            metrics,
+            connections,
         }))
     }
 }
 
 impl App {
-    /// Forgets what a change made stale here and tells the other nodes to do the same. Call
-    /// it after the change is stored and before answering, so the caller's next request (on
-    /// any node, within a second) sees it.
+    /// Forgets what a change made stale here and tells the other nodes to do the same. The
+    /// store calls it (through its listener, see `runtime`) right after the change commits and
+    /// before the caller is answered, so the caller's next request (on any node, within a
+    /// second) sees it.
     pub fn changed(&self, change: Change) {
         self.apply(&change);
         if let Some(cluster) = &self.cluster {
@@ -181,8 +217,14 @@ impl App {
 /// The whole API with its layers. Trailing slashes are trimmed by the caller (see `lib.rs`)
 /// before routing, so routes are declared without them.
 pub fn router(state: AppState) -> Router {
+    let metrics_here = state.config.metrics_listen.is_none();
     Router::new()
         .merge(health::router())
+        .merge(if metrics_here {
+            metrics::router()
+        } else {
+            Router::new()
+        })
         .merge(accounts::router())
         .merge(instances::router())
         .merge(api_keys::router())
@@ -197,6 +239,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .with_state(state)
 }
 

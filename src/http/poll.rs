@@ -23,6 +23,7 @@ use super::scope::Budget;
 use super::stream::{self, StreamTarget};
 use crate::config::CorsOrigins;
 use crate::error::ApiError;
+use crate::metrics::{self, GapSeen, Present};
 use crate::render::message_json;
 use crate::store::{IdPage, Message};
 
@@ -193,7 +194,11 @@ async fn long_poll(
         None => None,
     };
     let mut response = wait_for_message(app, target, last_id).await?;
+    if response.status() == StatusCode::OK {
+        app.metrics.delivered.get(metrics::Transport::Poll).inc();
+    }
     if let Some(gap) = gap {
+        app.metrics.resume_gap(GapSeen::Poll);
         response.headers_mut().insert(GAP_HEADER, gap.header());
     }
     Ok(response)
@@ -220,6 +225,7 @@ async fn wait_for_message(
     }
     let timeout = tokio::time::sleep(app.config.poll_timeout);
     tokio::pin!(timeout);
+    let _waiting = Present::new(app.metrics.subscribers.get(metrics::Transport::Poll));
     loop {
         tokio::select! {
             () = app.shutdown.cancelled() => return Ok(StatusCode::NO_CONTENT.into_response()),

@@ -25,6 +25,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use prometheus::IntCounter;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::sync::watch::error::RecvError as RecvClosed;
@@ -39,6 +40,7 @@ use crate::auth::Credential;
 use crate::error::{ApiError, PERMISSION_DENIED};
 use crate::hub::{Delivery, Subscription};
 use crate::keys::Key;
+use crate::metrics::{self, GapSeen, Present};
 use crate::render::message_json;
 use crate::store::{Channel, IdPage, Instance, StoreError};
 
@@ -137,9 +139,12 @@ trait Outbox {
     fn always_tells_gaps(&self) -> bool;
     /// Sends the final error (if any) and closes.
     async fn finish(&mut self, end: &End);
+    /// Where a gap told by this transport is counted.
+    const GAP_SEEN: GapSeen;
 }
 
-struct WsOutbox(SplitSink<WebSocket, WsMessage>);
+/// The socket, and the transport's `herald_messages_delivered_total` child.
+struct WsOutbox(SplitSink<WebSocket, WsMessage>, IntCounter);
 
 impl Outbox for WsOutbox {
     async fn send(&mut self, batch: &[Arc<Delivery>]) -> Result<(), ()> {
@@ -148,8 +153,12 @@ impl Outbox for WsOutbox {
             let text = Utf8Bytes::try_from(delivery.json.clone()).map_err(|_| ())?;
             self.0.feed(WsMessage::Text(text)).await.map_err(|_| ())?;
         }
-        self.0.flush().await.map_err(|_| ())
+        self.0.flush().await.map_err(|_| ())?;
+        self.1.inc_by(batch.len() as u64);
+        Ok(())
     }
+
+    const GAP_SEEN: GapSeen = GapSeen::WebSocket;
 
     async fn idle(&mut self) -> Result<(), ()> {
         self.0
@@ -193,6 +202,7 @@ struct SseOutbox {
     /// Set when the stream ends because the client stopped reading: the response then ends
     /// with an error, so the connection is dropped rather than kept alive for more.
     aborted: Arc<AtomicBool>,
+    delivered: IntCounter,
 }
 
 impl Outbox for SseOutbox {
@@ -203,8 +213,11 @@ impl Outbox for SseOutbox {
                 .await
                 .map_err(|_| ())?;
         }
+        self.delivered.inc_by(batch.len() as u64);
         Ok(())
     }
+
+    const GAP_SEEN: GapSeen = GapSeen::Sse;
 
     async fn idle(&mut self) -> Result<(), ()> {
         self.events
@@ -259,14 +272,26 @@ pub fn websocket(
                 let (sink, stream) = socket.split();
                 let (events_tx, events_rx) = mpsc::channel(8);
                 let reader = tokio::spawn(read_client(stream, events_tx));
-                let mut outbox = WsOutbox(sink);
+                let via = metrics::Transport::WebSocket;
+                let mut outbox = WsOutbox(sink, app.metrics.delivered.get(via).clone());
                 let ping = app.config.ws_ping_interval;
+                let present = Present::new(app.metrics.subscribers.get(via));
                 let end = run(&app, &target, last_id, &mut outbox, Some(events_rx), ping).await;
+                drop(present);
+                count_end(&app, via, &end);
                 // A client that stopped reading cannot hold the task (or shutdown) hostage.
                 let _ = tokio::time::timeout(FINISH_WITHIN, outbox.finish(&end)).await;
                 reader.abort();
             })
         })
+}
+
+/// Counts a stream that ended because its subscriber fell behind: its queue overflowed, or a
+/// write stalled past the send timeout.
+fn count_end(app: &AppState, via: metrics::Transport, end: &End) {
+    if matches!(end, End::Overflow | End::TooSlow) {
+        app.metrics.overflows.get(via).inc();
+    }
 }
 
 /// Starts the event stream; the engine feeds the response body through a small channel, so it
@@ -276,9 +301,11 @@ pub fn sse(app: AppState, target: StreamTarget, last_id: Option<i64>) -> Respons
     let (tx, rx) = mpsc::channel::<Bytes>(SEND_BATCH);
     let aborted = Arc::new(AtomicBool::new(false));
     let tasks = app.tasks.clone();
+    let via = metrics::Transport::Sse;
     let mut outbox = SseOutbox {
         events: tx,
         aborted: aborted.clone(),
+        delivered: app.metrics.delivered.get(via).clone(),
     };
     tasks.spawn(async move {
         let retry = format!("retry: {}\n\n", app.config.sse_retry.as_millis());
@@ -286,7 +313,10 @@ pub fn sse(app: AppState, target: StreamTarget, last_id: Option<i64>) -> Respons
             return;
         }
         let keepalive = app.config.sse_keepalive;
+        let present = Present::new(app.metrics.subscribers.get(via));
         let end = run(&app, &target, last_id, &mut outbox, None, keepalive).await;
+        drop(present);
+        count_end(&app, via, &end);
         let _ = tokio::time::timeout(FINISH_WITHIN, outbox.finish(&end)).await;
     });
     let body = futures_util::stream::unfold(Some((rx, aborted)), |state| async move {
@@ -503,11 +533,14 @@ async fn run<O: Outbox>(
         && (target.gaps || out.always_tells_gaps())
     {
         match retention_gap(app, &target.channel, target.room.as_deref(), last_id).await {
-            Ok(Some(gap)) => match tokio::time::timeout(send_timeout, out.gap(gap)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(())) => return End::ClientGone,
-                Err(_) => return End::TooSlow,
-            },
+            Ok(Some(gap)) => {
+                app.metrics.resume_gap(O::GAP_SEEN);
+                match tokio::time::timeout(send_timeout, out.gap(gap)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(())) => return End::ClientGone,
+                    Err(_) => return End::TooSlow,
+                }
+            }
             Ok(None) => {}
             Err(_) => return End::Internal,
         }

@@ -16,7 +16,6 @@ use super::paging::{Paging, shape};
 use super::request::{ApiRequest, Fields, PathParams};
 use super::scope::{Caller, InstanceScope};
 use super::{App, AppState};
-use crate::cluster::Change;
 use crate::error::{ApiError, FieldErrors, checked, json_response};
 use crate::keys::{Key, KeyKind};
 use crate::model;
@@ -375,10 +374,6 @@ async fn delete_user(
     }
     let id = params.id("id")?;
     app.store.delete_user(scope.instance.id, id).await?;
-    app.changed(Change::User {
-        instance_id: scope.instance.id,
-        id,
-    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -394,10 +389,6 @@ async fn reset_user_key(
         .store
         .set_user_key(scope.instance.id, user.id, fresh.as_str(), &fresh.digest())
         .await?;
-    app.changed(Change::User {
-        instance_id: scope.instance.id,
-        id: user.id,
-    });
     Ok(json_response(
         StatusCode::OK,
         &user_json(&app, &scope.instance.name, &updated).await?,

@@ -106,6 +106,11 @@ fn action_name(stored: &str) -> Result<&'static str, sqlx::Error> {
 /// Implementations must be quick and must not block.
 pub trait CommitListener: Send + Sync + 'static {
     fn committed(&self, channel_id: i64, message: &Message);
+
+    /// Hears about every change to credentials, permissions or schemas right after its commit,
+    /// before the caller is answered (it is in the access log too, for other processes): what
+    /// it made stale can be forgotten before the caller's next request.
+    fn changed(&self, _change: &Change) {}
 }
 
 /// For commands that publish nothing (migrations, account management).
@@ -131,6 +136,8 @@ pub trait Store:
 {
     /// Cheap round trip proving the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// Connections in the database pools now (for metrics).
+    fn pool_connections(&self) -> PoolConnections;
     /// The cluster's id and secret (docs/api.md §11.5), created on first use; every process on the
     /// database gets the same pair.
     async fn cluster_identity(&self) -> StoreResult<ClusterIdentity>;
@@ -143,6 +150,13 @@ pub trait Store:
         version: i64,
         limit: i64,
     ) -> StoreResult<Vec<(i64, Option<Change>)>>;
+}
+
+/// Pooled database connections: waiting for work, and lent out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolConnections {
+    pub idle: usize,
+    pub busy: usize,
 }
 
 /// Who a cluster is on Redis: `id` names it (the default channel prefix is `herald:<id>`),

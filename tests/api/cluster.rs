@@ -336,6 +336,16 @@ impl Cluster {
     }
 
     /// `/health` of a node: (status, JSON).
+    /// One sample of a node's `/metrics`; 0 when absent.
+    async fn metric(&self, node: usize, sample: &str) -> f64 {
+        let resp = self.get(node, "/metrics", None).await;
+        assert_eq!(resp.status, 200, "node {node}: {}", resp.text);
+        resp.text
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.parse().expect("a number"))
+    }
+
     async fn health(&self, node: usize) -> (u16, Value) {
         let resp = self.get(node, "/health", None).await;
         (resp.status, resp.json)
@@ -1038,6 +1048,12 @@ async fn a_redis_outage_delays_delivery_but_loses_nothing() {
     cluster.until_fanout(a, "ok").await;
     cluster.until_fanout(b, "ok").await;
     let reconnected = restored.elapsed();
+    // A read from storage what Redis did not bring it (docs/api.md §11.2).
+    let repaired = cluster.metric(a, "herald_fanout_gaps_repaired_total").await;
+    assert!(
+        repaired >= 20.0 - during_cut as f64,
+        "A repaired {repaired} messages; {during_cut} arrived during the cut"
+    );
 
     // After the outage each node's announcements reach the other again at once, also from
     // A, which published nothing while Redis was away.
@@ -1328,6 +1344,20 @@ async fn messages_on_redis_without_the_cluster_tag_are_dropped_and_counted() {
     assert_eq!(resp.status, 200, "{}", resp.text);
     assert_message(&resp.json, &genuine, "poll");
     assert_message(&next_json(&mut ws).await, &genuine, "websocket");
+    // Each node counted every forgery (docs/api.md §11.2).
+    for node in [a, b] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rejected = cluster
+                .metric(node, "herald_cluster_messages_rejected_total")
+                .await;
+            if rejected == forgeries.len() as f64 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {node} counted {rejected}");
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     // The control: the cluster's own tag on a forgery of the id after it gets it through.
     let secret: Vec<u8> = cluster

@@ -88,6 +88,9 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     let app = TestApp::spawn_with(|args| args.header_read_timeout = Duration::from_secs(1)).await;
     let mut stream = connect(&app).await;
     closed_with_408_after_a_second(&mut stream, "Request header timeout.").await;
+    let samples = crate::metrics::scrape(&app).await;
+    let sample = "herald_connections_rejected_total{reason=\"header_timeout\"}";
+    assert_eq!(crate::metrics::value(&samples, sample), 1.0);
 }
 
 #[tokio::test]
@@ -149,6 +152,9 @@ async fn a_body_that_stalls_is_answered_408_request_body_timeout_and_closed() {
         .await
         .unwrap();
     closed_with_408_after_a_second(&mut stream, "Request body timeout.").await;
+    let samples = crate::metrics::scrape(&app).await;
+    let sample = "herald_connections_rejected_total{reason=\"body_timeout\"}";
+    assert_eq!(crate::metrics::value(&samples, sample), 1.0);
 }
 
 #[tokio::test]
@@ -217,7 +223,7 @@ async fn fill(app: &TestApp, up_to: usize) -> (Vec<TcpStream>, String) {
 
 /// Fills the server up to a limit, shows the next connection refused, then shows the places
 /// given back. The test client's own kept-alive connection may hold one of them.
-async fn refused_over_the_limit(app: TestApp, limit: usize) {
+async fn refused_over_the_limit(app: TestApp, limit: usize, reason: &str) {
     let (held, refused) = fill(&app, limit).await;
     assert!(
         (limit - 1..=limit).contains(&held.len()),
@@ -229,18 +235,21 @@ async fn refused_over_the_limit(app: TestApp, limit: usize) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let answer = health_over(&mut connect(&app).await).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let samples = crate::metrics::scrape(&app).await;
+    let sample = format!("herald_connections_rejected_total{{reason=\"{reason}\"}}");
+    assert_eq!(crate::metrics::value(&samples, &sample), 1.0);
 }
 
 #[tokio::test]
 async fn connections_over_max_connections_are_answered_503() {
     let app = TestApp::spawn_with(|args| args.max_connections = 4).await;
-    refused_over_the_limit(app, 4).await;
+    refused_over_the_limit(app, 4, "max_connections").await;
 }
 
 #[tokio::test]
 async fn connections_over_max_connections_per_ip_are_answered_503() {
     let app = TestApp::spawn_with(|args| args.max_connections_per_ip = 3).await;
-    refused_over_the_limit(app, 3).await;
+    refused_over_the_limit(app, 3, "per_ip").await;
 }
 
 /// Behind a trusted proxy every client shares the proxy's address: the per-IP limit counts

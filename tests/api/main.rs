@@ -22,6 +22,7 @@ mod hardening;
 mod history;
 mod instances;
 mod isolation;
+mod metrics;
 mod object_messages;
 mod objects;
 mod openapi;

@@ -15,10 +15,6 @@ const METHODS: [&str; 8] = [
     "get", "post", "put", "patch", "delete", "head", "options", "trace",
 ];
 
-/// Documented paths that another part of the server serves outside the API router, and which
-/// need not appear among the `.route(...)` calls: `/metrics` may have its own listener.
-const DOCUMENTED_ELSEWHERE: &[&str] = &["/metrics"];
-
 /// Route prefixes that are not API and not documented: the web console is a client of the API.
 const UNDOCUMENTED_PREFIXES: &[&str] = &["/console"];
 
@@ -231,9 +227,6 @@ fn every_route_is_documented_and_every_documented_route_is_declared() {
         }
     }
     for (path, methods) in &documented {
-        if DOCUMENTED_ELSEWHERE.contains(&path.as_str()) {
-            continue;
-        }
         match declared.get(path) {
             None => problems.push(format!("documented path {path} has no .route(...) in src/")),
             Some(routed) => {
@@ -337,9 +330,6 @@ async fn every_documented_operation_is_routed_on_a_live_server() {
     let mut problems = Vec::new();
     let mut asked = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
-        if DOCUMENTED_ELSEWHERE.contains(&normalize(path).as_str()) {
-            continue;
-        }
         for method in item.as_object().expect("path item").keys() {
             if !METHODS.contains(&method.as_str()) {
                 continue;

@@ -667,6 +667,14 @@ async fn a_client_too_slow_for_its_queue_gets_an_overflow_frame_and_1013_and_los
         published[..received.len()],
         "a gap before the overflow"
     );
+    let samples = crate::metrics::scrape(&app).await;
+    assert_eq!(
+        crate::metrics::value(
+            &samples,
+            "herald_stream_overflows_total{transport=\"websocket\"}"
+        ),
+        1.0
+    );
 
     // Reconnecting with the last received id yields the rest, without loss.
     let last = received.last().copied().unwrap_or(0);

@@ -163,7 +163,7 @@ impl SqlStore {
         // others then find every migration applied.
         MIGRATOR.run(&pool).await?;
         let clustered = Clustered {
-            writer: Writer::new(pool.clone(), listener),
+            writer: Writer::new(pool.clone(), listener.clone()),
             pool: pool.clone(),
             prune_lock: advisory_lock_key(LockPurpose::Prune, &schema),
             bootstrap_lock: advisory_lock_key(LockPurpose::Bootstrap, &schema),
@@ -171,6 +171,7 @@ impl SqlStore {
         Ok(SqlStore {
             db: Db::Postgres(pool),
             backend: Backend::Postgres(clustered),
+            listener,
         })
     }
 }

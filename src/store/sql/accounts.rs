@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{Backend, Sql, SqlStore, Tx, all, log_access_change, raw, raw_opt, rows};
+use super::{Backend, Sql, SqlStore, Tx, all, raw, raw_opt, rows};
 use crate::access::Change;
 use crate::keys::KeyDigest;
 use crate::model;
@@ -128,8 +128,7 @@ impl AccountStore for SqlStore {
         .bind(id);
         let mut tx = self.db.begin().await?;
         let row = tx.exec().one(sql).await.map_err(not_found)?;
-        log_access_change(&mut tx, &Change::Account { id }).await?;
-        tx.commit().await?;
+        self.commit_logged(tx, Change::Account { id }).await?;
         Ok(rows::account(&row)?)
     }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{Sql, SqlStore, all, log_access_change, rows};
+use super::{Sql, SqlStore, all, rows};
 use crate::access::Change;
 use crate::model::{self, Permission};
 use crate::store::{
@@ -116,8 +116,7 @@ impl ChannelStore for SqlStore {
             instance_id,
             name: name.to_owned(),
         };
-        log_access_change(&mut tx, &change).await?;
-        tx.commit().await?;
+        self.commit_logged(tx, change).await?;
         Ok(rows::channel(&row)?)
     }
 
@@ -132,8 +131,6 @@ impl ChannelStore for SqlStore {
             name: name.to_owned(),
             channel_id: row.int("id")?,
         };
-        log_access_change(&mut tx, &change).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_logged(tx, change).await
     }
 }

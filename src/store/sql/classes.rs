@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use serde_json::Value;
 
-use super::{Dialect, Sql, SqlStore, Tx, all, lock_row, log_access_change, raw, raw_opt, rows};
+use super::{Dialect, Sql, SqlStore, Tx, all, lock_row, raw, raw_opt, rows};
 use crate::access::Change;
 use crate::model;
 use crate::objects::query::Scalar;
@@ -378,8 +378,7 @@ impl ObjectStore for SqlStore {
             instance_id,
             name: name.to_owned(),
         };
-        log_access_change(&mut tx, &change).await?;
-        tx.commit().await?;
+        self.commit_logged(tx, change).await?;
         Ok(class)
     }
 
@@ -395,9 +394,7 @@ impl ObjectStore for SqlStore {
             instance_id,
             name: name.to_owned(),
         };
-        log_access_change(&mut tx, &change).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_logged(tx, change).await
     }
 
     async fn count_objects(&self, class_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>> {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::classes::{create_user_profile_class, drop_instance_indexes};
-use super::{Sql, SqlStore, all, lock_row, log_access_change, raw, raw_opt, rows};
+use super::{Sql, SqlStore, all, lock_row, raw, raw_opt, rows};
 use crate::access::Change;
 use crate::keys::KeyDigest;
 use crate::model;
@@ -115,8 +115,7 @@ impl InstanceStore for SqlStore {
         .bind(id);
         let mut tx = self.db.begin().await?;
         let row = tx.exec().one(sql).await.map_err(not_found)?;
-        log_access_change(&mut tx, &Change::Instance { id }).await?;
-        tx.commit().await?;
+        self.commit_logged(tx, Change::Instance { id }).await?;
         Ok(rows::instance(&row)?)
     }
 
@@ -131,8 +130,7 @@ impl InstanceStore for SqlStore {
             sqlx::Error::RowNotFound => not_found(err),
             other => conflict("new_name")(other),
         })?;
-        log_access_change(&mut tx, &Change::Instance { id }).await?;
-        tx.commit().await?;
+        self.commit_logged(tx, Change::Instance { id }).await?;
         Ok(rows::instance(&row)?)
     }
 
@@ -141,9 +139,7 @@ impl InstanceStore for SqlStore {
         drop_instance_indexes(&mut tx, id).await?;
         let sql = Sql::new("DELETE FROM instances WHERE id = ?").bind(id);
         touched_one(tx.exec().run(sql).await?)?;
-        log_access_change(&mut tx, &Change::InstanceDeleted { id }).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_logged(tx, Change::InstanceDeleted { id }).await
     }
 
     async fn create_api_key(
@@ -253,8 +249,8 @@ impl SqlStore {
     async fn api_key_change(&self, instance_id: i64, id: i64, sql: Sql) -> StoreResult<ApiKey> {
         let mut tx = self.db.begin().await?;
         let row = tx.exec().one(sql).await.map_err(not_found)?;
-        log_access_change(&mut tx, &Change::ApiKey { instance_id, id }).await?;
-        tx.commit().await?;
+        self.commit_logged(tx, Change::ApiKey { instance_id, id })
+            .await?;
         Ok(rows::api_key(&row)?)
     }
 }

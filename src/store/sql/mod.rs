@@ -28,7 +28,7 @@ use async_trait::async_trait;
 
 use super::postgres::{Clustered, dec, enc};
 use super::sqlite::Embedded;
-use super::{ClusterIdentity, Store, StoreResult};
+use super::{ClusterIdentity, CommitListener, PoolConnections, Store, StoreResult};
 use crate::access::Change;
 
 pub(super) use objects::run_write;
@@ -39,6 +39,8 @@ pub(super) use rows::*;
 pub struct SqlStore {
     pub(super) db: Db,
     pub(super) backend: Backend,
+    /// Told of every committed change (see [`SqlStore::commit_logged`]).
+    pub(super) listener: std::sync::Arc<dyn CommitListener>,
 }
 
 pub(super) enum Backend {
@@ -75,6 +77,26 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    fn pool_connections(&self) -> PoolConnections {
+        fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolConnections {
+            let idle = pool.num_idle();
+            PoolConnections {
+                idle,
+                busy: (pool.size() as usize).saturating_sub(idle),
+            }
+        }
+        match &self.db {
+            Db::Sqlite { reader, writer } => {
+                let (r, w) = (of(reader), of(writer));
+                PoolConnections {
+                    idle: r.idle + w.idle,
+                    busy: r.busy + w.busy,
+                }
+            }
+            Db::Postgres(pool) => of(pool),
+        }
+    }
+
     async fn cluster_identity(&self) -> StoreResult<ClusterIdentity> {
         identity::cluster_identity(&self.db).await
     }
@@ -109,8 +131,16 @@ impl SqlStore {
     pub(super) async fn logged(&self, sql: Sql, change: Change) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
         super::touched_one(tx.exec().run(sql).await?)?;
+        self.commit_logged(tx, change).await
+    }
+
+    /// The one way a change to credentials, permissions or schemas is committed: written to
+    /// the access log in its transaction (for every process on the database), then, once
+    /// committed, told to this process's listener (so the caller's next request sees it).
+    pub(super) async fn commit_logged(&self, mut tx: Tx, change: Change) -> StoreResult<()> {
         log_access_change(&mut tx, &change).await?;
         tx.commit().await?;
+        self.listener.changed(&change);
         Ok(())
     }
 }
@@ -121,7 +151,7 @@ const ACCESS_LOG_KEPT: i64 = 10_000;
 /// Records a change to credentials or permissions in the transaction that makes it (docs/api.md
 /// §11.5). The counter row stays locked until the transaction ends, so concurrent changes take
 /// versions in commit order.
-pub(super) async fn log_access_change(tx: &mut Tx, change: &Change) -> StoreResult<()> {
+async fn log_access_change(tx: &mut Tx, change: &Change) -> StoreResult<()> {
     let sql =
         Sql::new("UPDATE access_version SET version = version + 1 WHERE id = 1 RETURNING version");
     let version = tx.exec().one(sql).await?.int("version")?;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use std::sync::LazyLock;
 
-use super::{Sql, SqlStore, Tx, all, lock_row, log_access_change, object_columns, raw, rows};
+use super::{Sql, SqlStore, Tx, all, lock_row, object_columns, raw, rows};
 use crate::access::Change;
 use crate::keys::KeyDigest;
 use crate::model;
@@ -257,9 +257,8 @@ impl UserStore for SqlStore {
                 .bind(group_id)
                 .bind(model::now_micros());
         tx.exec().run(sql).await.map_err(conflict("membership"))?;
-        log_membership_change(&mut tx, user_id).await?;
-        tx.commit().await?;
-        Ok(())
+        let change = membership_change(&mut tx, user_id).await?;
+        self.commit_logged(tx, change).await
     }
 
     async fn remove_membership(&self, user_id: i64, group_id: i64) -> StoreResult<()> {
@@ -268,9 +267,8 @@ impl UserStore for SqlStore {
             .bind(group_id);
         let mut tx = self.db.begin().await?;
         touched_one(tx.exec().run(sql).await?)?;
-        log_membership_change(&mut tx, user_id).await?;
-        tx.commit().await?;
-        Ok(())
+        let change = membership_change(&mut tx, user_id).await?;
+        self.commit_logged(tx, change).await
     }
 
     async fn is_member(&self, user_id: i64, group_id: i64) -> StoreResult<bool> {
@@ -301,7 +299,7 @@ impl UserStore for SqlStore {
 }
 
 /// Logs that `user_id`'s groups changed, inside the transaction that changed them.
-async fn log_membership_change(tx: &mut Tx, user_id: i64) -> StoreResult<()> {
+async fn membership_change(tx: &mut Tx, user_id: i64) -> StoreResult<Change> {
     let sql = Sql::new("SELECT instance_id FROM users WHERE id = ?").bind(user_id);
     let instance_id = tx
         .exec()
@@ -309,12 +307,8 @@ async fn log_membership_change(tx: &mut Tx, user_id: i64) -> StoreResult<()> {
         .await
         .map_err(not_found)?
         .int("instance_id")?;
-    log_access_change(
-        tx,
-        &Change::Membership {
-            instance_id,
-            user_id,
-        },
-    )
-    .await
+    Ok(Change::Membership {
+        instance_id,
+        user_id,
+    })
 }

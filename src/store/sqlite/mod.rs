@@ -118,7 +118,7 @@ impl SqlStore {
             .connect_with(options)
             .await?;
         let embedded = Embedded {
-            writer: Writer::start(writer.clone(), listener, active_rooms.clone()),
+            writer: Writer::start(writer.clone(), listener.clone(), active_rooms.clone()),
             active_rooms,
             reader: reader.clone(),
             writer_pool: writer.clone(),
@@ -128,6 +128,7 @@ impl SqlStore {
         Ok(SqlStore {
             db: Db::Sqlite { reader, writer },
             backend: Backend::Sqlite(embedded),
+            listener,
         })
     }
 }

@@ -132,18 +132,25 @@ enum Stored {
 
 /// Stores a batch in one transaction: per publish, the allocated id and timestamp (or
 /// `NotFound` when its channel was deleted); per write, what it wrote and the messages it
-/// stored. Ids are allocated in the storing transaction, so committed ids of a channel are
-/// consecutive and become visible in order (docs/api.md §9.5).
+/// stored. Ids are allocated in the storing transaction, in queue order, so committed ids of a
+/// channel are consecutive and become visible in order (docs/api.md §9.5).
+///
+/// Every statement is a round trip to sqlx's SQLite worker thread (a channel send and a thread
+/// wake-up each way), which costs more than the statement: consecutive publishes are therefore
+/// stored together, one sequence update per channel and one insert for all of them.
 async fn store_batch(writer: &SqlitePool, batch: &mut [Job]) -> Result<Vec<Stored>, sqlx::Error> {
     let mut conn = writer.acquire().await?;
     // IMMEDIATE, as every write transaction (see `Db::begin`): an object write reads before it
     // writes.
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut run: Vec<&PublishJob> = Vec::new();
     for job in batch.iter() {
         match job {
-            Job::Publish(job) => outcomes.push(Stored::Published(publish(&mut tx, job).await?)),
+            Job::Publish(job) => run.push(job),
             Job::Write(job) => {
+                publish_run(&mut tx, &run, &mut outcomes).await?;
+                run.clear();
                 sqlx::query("SAVEPOINT object_write")
                     .execute(&mut *tx)
                     .await?;
@@ -160,43 +167,86 @@ async fn store_batch(writer: &SqlitePool, batch: &mut [Job]) -> Result<Vec<Store
             }
         }
     }
+    publish_run(&mut tx, &run, &mut outcomes).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Stores one publish of a batch: its id and timestamp, or `NotFound`.
-async fn publish(
+/// Rows per multi-row insert: 8 values each, well under SQLite's 32 766 bound parameters.
+const INSERT_ROWS: usize = 512;
+
+/// Stores consecutive publishes: each channel's sequence moves once by as many ids as the run
+/// has messages for it (the ids then go to those messages in queue order), and the messages
+/// are inserted together. Pushes one outcome per job, in order: its id and timestamp, or
+/// `NotFound` when its channel was deleted (the sequence outlives its channel; a deleted channel
+/// allocates nothing).
+async fn publish_run(
     tx: &mut sqlx::SqliteConnection,
-    job: &PublishJob,
-) -> Result<StoreResult<(i64, i64)>, sqlx::Error> {
-    // The sequence outlives its channel; a deleted channel allocates nothing.
-    let id: Option<i64> = sqlx::query_scalar(
-        "UPDATE channel_sequences SET last_id = last_id + 1 \
-         WHERE instance_id = ? AND name = ? AND EXISTS (SELECT 1 FROM channels WHERE id = ?) \
-         RETURNING last_id",
-    )
-    .bind(job.instance_id)
-    .bind(&job.channel_name)
-    .bind(job.channel_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(id) = id else {
-        return Ok(Err(StoreError::NotFound));
-    };
+    run: &[&PublishJob],
+    outcomes: &mut Vec<Stored>,
+) -> Result<(), sqlx::Error> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    // Each channel's count, in order of first appearance (a run rarely has more than a few).
+    let mut channels: Vec<(&PublishJob, i64)> = Vec::new();
+    for job in run {
+        match channels
+            .iter_mut()
+            .find(|(c, _)| c.channel_id == job.channel_id)
+        {
+            Some((_, count)) => *count += 1,
+            None => channels.push((job, 1)),
+        }
+    }
+    // The next id of each channel, or `None` when it was deleted.
+    let mut next: Vec<(i64, Option<i64>)> = Vec::with_capacity(channels.len());
+    for (job, count) in channels {
+        let last: Option<i64> = sqlx::query_scalar(
+            "UPDATE channel_sequences SET last_id = last_id + ? \
+             WHERE instance_id = ? AND name = ? AND EXISTS (SELECT 1 FROM channels WHERE id = ?) \
+             RETURNING last_id",
+        )
+        .bind(count)
+        .bind(job.instance_id)
+        .bind(&job.channel_name)
+        .bind(job.channel_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        next.push((job.channel_id, last.map(|last| last - count + 1)));
+    }
     let created_at = model::now_micros();
-    sqlx::query(
-        "INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, \
-         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(job.channel_id)
-    .bind(id)
-    .bind(job.new.room.as_deref().unwrap_or(""))
-    .bind(job.new.action)
-    .bind(&job.new.author)
-    .bind(&job.new.metadata)
-    .bind(&job.new.payload)
-    .bind(created_at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Ok((id, created_at)))
+    let mut rows: Vec<(&PublishJob, i64)> = Vec::with_capacity(run.len());
+    for job in run {
+        let slot = next
+            .iter_mut()
+            .find(|(channel_id, _)| *channel_id == job.channel_id)
+            .map(|(_, id)| id);
+        match slot {
+            Some(Some(id)) => {
+                rows.push((job, *id));
+                outcomes.push(Stored::Published(Ok((*id, created_at))));
+                *id += 1;
+            }
+            _ => outcomes.push(Stored::Published(Err(StoreError::NotFound))),
+        }
+    }
+    for chunk in rows.chunks(INSERT_ROWS) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO messages (channel_id, id, room, action, author, metadata, payload, \
+             created_at) ",
+        );
+        insert.push_values(chunk, |mut row, (job, id)| {
+            row.push_bind(job.channel_id)
+                .push_bind(*id)
+                .push_bind(job.new.room.as_deref().unwrap_or(""))
+                .push_bind(job.new.action)
+                .push_bind(job.new.author.as_str())
+                .push_bind(job.new.metadata.as_str())
+                .push_bind(job.new.payload.as_str())
+                .push_bind(created_at);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
