@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Data-object figures (SPEC §10) on a fresh release Herald:
+# Data-object figures (docs/api.md §10) on a fresh release Herald:
 #   1. objects-write, 1 and 64 connections, create and update mode, with change messages (and
 #      64 connections without, to show what the message costs); server CPU time per write;
 #   2. objects-fanout: 100 WebSocket subscribers of one room, one object updated 1000/s;

@@ -9,6 +9,8 @@
 #   bench/smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tests/common/start_herald.sh
+. tests/common/start_herald.sh
 
 started=$SECONDS
 cargo build --workspace --bins --quiet
@@ -16,40 +18,10 @@ target_dir=${CARGO_TARGET_DIR:-target}
 herald=$target_dir/debug/herald
 bench=$target_dir/debug/herald-bench
 
-dir=$(mktemp -d)
-pid=
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-key="$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' | cut -c1-39)0"
+herald_scratch
 # Port 0: the kernel picks a free port; Herald logs the one it got.
-HERALD_ADMIN_KEY=$key "$herald" serve --listen 127.0.0.1:0 \
-    --database-url "sqlite://$dir/herald.db" --rate-anon 0 \
-    --log info --log-format json >"$dir/herald.log" 2>&1 &
-pid=$!
-url=
-for _ in $(seq 200); do
-    url=$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$dir/herald.log" | head -n1 | cut -d' ' -f3) || true
-    [ -n "$url" ] && curl -fs "$url/health/live" >/dev/null 2>&1 && break
-    if ! kill -0 "$pid" 2>/dev/null; then
-        echo "smoke: herald exited at start:" >&2
-        cat "$dir/herald.log" >&2
-        exit 1
-    fi
-    url=
-    sleep 0.1
-done
-if [ -z "$url" ]; then
-    echo "smoke: herald did not become live within 20 s:" >&2
-    tail -n 20 "$dir/herald.log" >&2
-    exit 1
-fi
+HERALD_ADMIN_KEY=$key start_herald smoke "$dir/herald.log" "$herald" \
+    --database-url "sqlite://$dir/herald.db" --rate-anon 0 --log info --log-format json
 echo "smoke: herald (debug) at $url"
 
 # run NAME ARGS...: one scenario; its JSON line (the last line of its output) goes to $dir/NAME.json.

@@ -1,5 +1,5 @@
 //! Changes to credentials and permissions: what they make stale, which streams they may end,
-//! and the backstop that makes every node hear of them (SPEC §11.5).
+//! and the backstop that makes every node hear of them (docs/api.md §11.5).
 //!
 //! A change is applied where it is made (cached rows forgotten, the streams it may end
 //! re-checked), announced to the other nodes over Redis, and written to the database's access

@@ -1,4 +1,4 @@
-//! Accounts (SPEC §4): the one way to create an account or give it a new key, for the API,
+//! Accounts (docs/api.md §4): the one way to create an account or give it a new key, for the API,
 //! the CLI (`herald account ...`) and the first start of an empty database alike.
 //!
 //! Callers validate input and hash the password their own way (the server on its bounded

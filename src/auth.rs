@@ -30,7 +30,7 @@ pub struct ApiKeyCredential {
     pub allow_anonymous_read: bool,
 }
 
-/// A user key's identity (SPEC §7): valid only with an API key of the same instance.
+/// A user key's identity (docs/api.md §7): valid only with an API key of the same instance.
 #[derive(Clone, Debug)]
 pub struct UserCredential {
     pub id: i64,
@@ -73,7 +73,7 @@ impl From<&ApiKey> for ApiKeyCredential {
     }
 }
 
-/// What the request carried in the API-key slot (SPEC §3.2).
+/// What the request carried in the API-key slot (docs/api.md §3.2).
 #[derive(Debug)]
 pub enum Presented {
     Nothing,

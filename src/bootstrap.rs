@@ -1,4 +1,4 @@
-//! The first account (SPEC §4.6): a fresh database gets one superuser, and its key is printed
+//! The first account (docs/api.md §4.6): a fresh database gets one superuser, and its key is printed
 //! once, so a new server is usable in two commands.
 
 use crate::accounts::{self, Registration};

@@ -3,7 +3,7 @@
 //! Writers invalidate entries before they acknowledge a change, so readers never act on a row
 //! older than the last acknowledged write made through this process. A reader that missed
 //! holds a [`Miss`] while it reads the store: if an invalidation came in between, what it read
-//! may predate the change, so it is not stored (SPEC §11.5: entries carry the version they were
+//! may predate the change, so it is not stored (docs/api.md §11.5: entries carry the version they were
 //! read at).
 
 use std::collections::HashMap;

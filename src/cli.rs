@@ -1,4 +1,4 @@
-//! The command line (SPEC §11.4): `serve` (the default), `migrate` and `account ...`.
+//! The command line (docs/api.md §11.4): `serve` (the default), `migrate` and `account ...`.
 
 use clap::{Parser, Subcommand};
 

@@ -1,4 +1,4 @@
-//! Settings: defaults < `HERALD_*` environment < command-line flags (SPEC §11.3).
+//! Settings: defaults < `HERALD_*` environment < command-line flags (docs/api.md §11.3).
 //!
 //! Every setting is parsed and validated once, at start-up, into a typed value; a bad value stops
 //! the process with a message naming the flag. The doc comment of each field is its `--help` text
@@ -384,7 +384,7 @@ pub struct ServeArgs {
     pub hash_concurrency: Option<u32>,
 
     /// The socket peer is a trusted proxy: the client IP is read from X-Forwarded-For (the
-    /// rightmost hop that is not a trusted proxy, SPEC §2.8).
+    /// rightmost hop that is not a trusted proxy, docs/api.md §2.8).
     #[arg(long, env = "HERALD_TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,
 
@@ -394,7 +394,7 @@ pub struct ServeArgs {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Time for a request line and headers to arrive, from the connection's accept or the first
-    /// byte of a later request (SPEC §2.10).
+    /// byte of a later request (docs/api.md §2.10).
     #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_interval)]
     pub header_read_timeout: Duration,
 
@@ -455,7 +455,7 @@ pub struct ServeArgs {
     pub admin: AdminBootstrap,
 }
 
-/// First-account bootstrap (SPEC §4.6): read from the environment only, never from flags, so
+/// First-account bootstrap (docs/api.md §4.6): read from the environment only, never from flags, so
 /// secrets stay out of process listings.
 #[derive(Args, Clone, Default)]
 pub struct AdminBootstrap {

@@ -1,4 +1,4 @@
-//! Accepting and guarding client connections (SPEC §2.10).
+//! Accepting and guarding client connections (docs/api.md §2.10).
 //!
 //! Herald serves HTTP/1.1 through hyper's connection builder with its own accept loop, because
 //! a server must bound what a client can hold without sending a request:
@@ -68,7 +68,7 @@ const MAX_REFUSING: usize = 256;
 /// How long a refused connection may take to send the request it is refused.
 const REFUSE_WITHIN: Duration = Duration::from_secs(5);
 
-/// The limits of SPEC §2.10 and what is needed to find a client's IP (§2.8).
+/// The limits of docs/api.md §2.10 and what is needed to find a client's IP (§2.8).
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub header_read_timeout: Duration,
@@ -289,7 +289,7 @@ impl ConnState {
     }
 }
 
-/// The socket of one client connection, with the read and write timeouts of SPEC §2.10.
+/// The socket of one client connection, with the read and write timeouts of docs/api.md §2.10.
 struct GuardedIo {
     stream: TcpStream,
     conn: Arc<ConnState>,

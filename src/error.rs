@@ -1,4 +1,4 @@
-//! The API's one error type and its Syncano-shaped bodies (SPEC §2.4).
+//! The API's one error type and its Syncano-shaped bodies (docs/api.md §2.4).
 //!
 //! Handlers return `Result<_, ApiError>`; `IntoResponse` picks the status and one of the two body
 //! shapes (`{"detail": ...}` or field -> list of messages). Internal causes are logged once here
@@ -40,10 +40,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("throttled")]
     Throttled { retry_after_secs: u64 },
-    /// An identity locked out after too many failed password checks (SPEC §3.3).
+    /// An identity locked out after too many failed password checks (docs/api.md §3.3).
     #[error("locked out")]
     LockedOut { retry_after_secs: u64 },
-    /// Password work is at capacity (SPEC §3.3).
+    /// Password work is at capacity (docs/api.md §3.3).
     #[error("busy")]
     Busy,
     /// 400 field errors: each field maps to a list of messages.

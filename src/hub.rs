@@ -40,7 +40,7 @@ impl Delivery {
     }
 }
 
-/// Frames one message as a Server-Sent Event (SPEC §9.10).
+/// Frames one message as a Server-Sent Event (docs/api.md §9.10).
 pub fn sse_event(id: i64, json: &[u8]) -> Bytes {
     let mut event = Vec::with_capacity(json.len() + 32);
     event.extend_from_slice(b"id: ");

@@ -1,7 +1,7 @@
 //! Key material and passwords: generation, digests and verification.
 //!
 //! Keys are 40 lower-case hex characters from the OS CSPRNG. The last digit's parity tells an
-//! account or user key (even) from an instance API key (odd) without a lookup (SPEC §3.1). Keys are
+//! account or user key (even) from an instance API key (odd) without a lookup (docs/api.md §3.1). Keys are
 //! looked up by their SHA-256 digest, so the database index never sees a secret prefix, and the
 //! final comparison is constant-time. Passwords are hashed with Argon2id.
 

@@ -61,7 +61,7 @@ pub async fn open_store(
 }
 
 /// Opens the configured database for a short command (`herald account ...`) that may run beside
-/// a server on the same database (SPEC §11.5): the server hears of its changes through the
+/// a server on the same database (docs/api.md §11.5): the server hears of its changes through the
 /// access log within `access_check_interval`.
 pub async fn open_store_beside_server(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn Store>> {
     match &args.database_url {

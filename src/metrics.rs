@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §11.2): one registry per server, exposed as text format 0.0.4 at
+//! Prometheus metrics (docs/api.md §11.2): one registry per server, exposed as text format 0.0.4 at
 //! `/metrics` (or on `metrics_listen`), optionally behind a bearer token.
 //!
 //! Labels are closed sets named here (route templates, transports, actions, reasons), never
@@ -87,7 +87,7 @@ pub enum GapSeen {
     Sse,
 }
 
-/// The message actions (SPEC §9.6, §10.4) that `herald_messages_published_total` counts.
+/// The message actions (docs/api.md §9.6, §10.4) that `herald_messages_published_total` counts.
 const ACTIONS: [&str; 4] = ["custom", "create", "update", "delete"];
 
 /// Request durations and publish durations: 0.5 ms to 10 s.

@@ -1,11 +1,11 @@
 //! Domain vocabulary: validated names, rooms, channel types and permission levels.
 //!
 //! Every name that reaches storage went through one of the `parse` functions here, so the store
-//! can assume lower-case, trimmed, well-formed values (SPEC §2.6, §9.5).
+//! can assume lower-case, trimmed, well-formed values (docs/api.md §2.6, §9.5).
 
 use std::fmt;
 
-/// Instance names nobody may take (SPEC §2.6 footnote 1).
+/// Instance names nobody may take (docs/api.md §2.6 footnote 1).
 const RESERVED_INSTANCE_NAMES: &[&str] = &[
     "devcenter",
     "support",
@@ -27,7 +27,7 @@ const RESERVED_INSTANCE_NAMES: &[&str] = &[
     "status",
 ];
 
-/// Class names nobody may take (SPEC §2.6).
+/// Class names nobody may take (docs/api.md §2.6).
 const RESERVED_CLASS_NAMES: &[&str] = &["self", "user", "users", "acl"];
 
 /// Which characters a name kind allows besides lower-case letters and digits.
@@ -117,7 +117,7 @@ pub fn parse_class_name(raw: &str) -> Result<String, String> {
     Ok(name)
 }
 
-/// The longest room name, in characters (SPEC §2.7).
+/// The longest room name, in characters (docs/api.md §2.7).
 pub const MAX_ROOM_CHARS: usize = 128;
 
 /// A room after normalisation: `None` means "no room" (absent, empty or whitespace-only).
@@ -126,7 +126,7 @@ pub fn parse_room(raw: Option<&str>) -> Result<Option<String>, String> {
     parse_room_within(raw, MAX_ROOM_CHARS)
 }
 
-/// The longest `channel_room` of a data object, in characters (SPEC §2.6).
+/// The longest `channel_room` of a data object, in characters (docs/api.md §2.6).
 pub const MAX_CHANNEL_ROOM_CHARS: usize = 64;
 
 /// A room normalised like [`parse_room`], at most `max` characters long.
@@ -169,7 +169,7 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
     }
 }
 
-/// Channel type (SPEC §9.1). Numeric codes 0/1 are Syncano's wire values.
+/// Channel type (docs/api.md §9.1). Numeric codes 0/1 are Syncano's wire values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelType {
     Default,
@@ -193,7 +193,7 @@ impl ChannelType {
     }
 }
 
-/// Channel permission level, ordered `none < subscribe < publish` (SPEC §9.3).
+/// Channel permission level, ordered `none < subscribe < publish` (docs/api.md §9.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Permission {
     None,
@@ -226,7 +226,7 @@ impl fmt::Display for Permission {
     }
 }
 
-/// Names of the channels every instance is created with (SPEC §9.2).
+/// Names of the channels every instance is created with (docs/api.md §9.2).
 pub const DEFAULT_CHANNEL: &str = "default";
 pub const EVENTLOG_CHANNEL: &str = "eventlog";
 
@@ -234,7 +234,7 @@ pub fn is_builtin_channel(name: &str) -> bool {
     name == DEFAULT_CHANNEL || name == EVENTLOG_CHANNEL
 }
 
-/// Formats a timestamp (microseconds since the Unix epoch) as SPEC §2.3 requires:
+/// Formats a timestamp (microseconds since the Unix epoch) as docs/api.md §2.3 requires:
 /// UTC, six fractional digits, `Z` suffix.
 pub fn format_timestamp(micros: i64) -> String {
     let nanos = i128::from(micros) * 1000;

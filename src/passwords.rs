@@ -1,4 +1,4 @@
-//! Password checks that resist guessing (SPEC §3.3, "Password guessing").
+//! Password checks that resist guessing (docs/api.md §3.3, "Password guessing").
 //!
 //! - Argon2 runs on at most `hash_concurrency` threads at once; at most [`MAX_WAITING`] more
 //!   requests wait for a slot, and the rest are told the server is busy. Password work never

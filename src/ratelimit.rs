@@ -1,4 +1,4 @@
-//! Requests-per-second budgets with one-second windows (SPEC §2.8).
+//! Requests-per-second budgets with one-second windows (docs/api.md §2.8).
 
 use std::collections::HashMap;
 use std::hash::Hash;

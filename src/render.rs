@@ -1,4 +1,4 @@
-//! The wire form of a message (SPEC §9.5), written straight from stored JSON text.
+//! The wire form of a message (docs/api.md §9.5), written straight from stored JSON text.
 //!
 //! Payload, author and metadata are stored as compact JSON, so rendering is concatenation: no
 //! parse, no re-encode, one allocation sized up front. Field order follows the SPEC's example.

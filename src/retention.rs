@@ -1,5 +1,5 @@
 //! The background pruner: enforces `history_max_messages`, `history_max_channel_messages` and
-//! `history_max_age` (SPEC §9.11).
+//! `history_max_age` (docs/api.md §9.11).
 //!
 //! Pruning only deletes message rows; id allocation lives in `channel_sequences` and is never
 //! touched, so ids keep increasing however much history is removed.

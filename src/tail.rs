@@ -41,7 +41,7 @@ impl TailArgs {
         if let Some(id) = last_id {
             query.append_pair("last_id", &id.to_string());
         }
-        // Told before the replay when retention removed messages after last_id (SPEC §9.12).
+        // Told before the replay when retention removed messages after last_id (docs/api.md §9.12).
         query.append_pair("gaps", "true");
         Ok(format!(
             "{base}/v1.1/instances/{}/channels/{}/poll/?{}",

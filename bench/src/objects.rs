@@ -1,4 +1,4 @@
-//! Data-object scenarios (SPEC §10): object writes with and without their change messages,
+//! Data-object scenarios (docs/api.md §10): object writes with and without their change messages,
 //! fan-out of change messages to WebSocket subscribers, list queries over a large class, and
 //! the database's plan of those queries.
 //!
@@ -465,7 +465,7 @@ pub async fn run_fanout(target: &Target, args: &FanoutArgs) -> anyhow::Result<Va
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let mut updates = Vec::with_capacity(total as usize);
-    // Each update must change `sent`, or it publishes nothing (SPEC §10.4).
+    // Each update must change `sent`, or it publishes nothing (docs/api.md §10.4).
     let mut last_sent = 0;
     for _ in 0..total {
         ticker.tick().await;

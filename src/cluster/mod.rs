@@ -1,6 +1,6 @@
 //! Cluster mode: several nodes on one PostgreSQL, told about each other's work through Redis.
 //!
-//! PostgreSQL is the source of truth; Redis pub/sub only announces (SPEC §11.5). Every committed
+//! PostgreSQL is the source of truth; Redis pub/sub only announces (docs/api.md §11.5). Every committed
 //! message is announced on `<prefix>:messages`; each node hands announcements to its own subscribers
 //! through one sequencer task that delivers a channel's ids strictly in order. Announcements
 //! from different nodes can arrive out of order or not at all (Redis restarts, dropped

@@ -1,4 +1,4 @@
-//! What a node has yet to publish on Redis, bounded (SPEC §11.5).
+//! What a node has yet to publish on Redis, bounded (docs/api.md §11.5).
 //!
 //! Message announcements beyond `capacity` push the oldest one out: a node whose Redis is slow
 //! or away holds a bounded amount, and the dropped announcements cost the other nodes only a

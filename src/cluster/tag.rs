@@ -1,4 +1,4 @@
-//! Tags that prove a Redis message came from a node of this cluster (SPEC §11.5).
+//! Tags that prove a Redis message came from a node of this cluster (docs/api.md §11.5).
 //!
 //! Wire format of every payload on `<prefix>:messages` and `<prefix>:control`:
 //!

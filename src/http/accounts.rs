@@ -1,4 +1,4 @@
-//! Accounts: registration, login, details, key reset and password change (SPEC §4).
+//! Accounts: registration, login, details, key reset and password change (docs/api.md §4).
 
 use axum::Router;
 use axum::extract::State;
@@ -51,13 +51,13 @@ pub fn account_json(account: &Account, with_key: bool) -> Value {
     value
 }
 
-/// Hashes a new password on the bounded Argon2 pool (SPEC §3.3).
+/// Hashes a new password on the bounded Argon2 pool (docs/api.md §3.3).
 pub(super) async fn hash_password(app: &App, password: String) -> Result<String, ApiError> {
     Ok(app.passwords.hash(password).await?)
 }
 
 /// Checks a password of `identity` (`stored`: its hash, `None` when the identity does not exist
-/// or has no password), counting toward its lock-out and the client's budget (SPEC §3.3).
+/// or has no password), counting toward its lock-out and the client's budget (docs/api.md §3.3).
 pub(super) async fn verify_password(
     app: &App,
     ip: IpAddr,

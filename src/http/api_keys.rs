@@ -1,4 +1,4 @@
-//! Instance API keys: list, create, detail, update, delete and reset (SPEC §6).
+//! Instance API keys: list, create, detail, update, delete and reset (docs/api.md §6).
 
 use axum::Router;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Channel management and the channel permission rules (SPEC §9.1–§9.4).
+//! Channel management and the channel permission rules (docs/api.md §9.1–§9.4).
 
 use axum::Router;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Classes (SPEC §10.1, §10.2, §10.9): the owner manages them; API keys read those their
+//! Classes (docs/api.md §10.1, §10.2, §10.9): the owner manages them; API keys read those their
 //! caller may read. Every instance has the built-in class `user_profile` (its users' profiles),
 //! which can be changed but not deleted.
 
@@ -49,7 +49,7 @@ async fn reader_scope(
     let scope = app.instance_scope(req, &params.name("instance")).await?;
     let access = match &scope.caller {
         Caller::OtherAccount => return Err(ApiError::PermissionDenied),
-        // A bare key reads classes as anonymous readers do (SPEC §3.4).
+        // A bare key reads classes as anonymous readers do (docs/api.md §3.4).
         Caller::Bare(_) => Access::Anonymous,
         caller => access_of(app, caller)
             .await?
@@ -265,7 +265,7 @@ async fn get_class(
         .store
         .class(scope.instance.id, &params.name("class"))
         .await?;
-    // A class the caller may not read looks missing (SPEC §10.9).
+    // A class the caller may not read looks missing (docs/api.md §10.9).
     if access.class_level(&class) < ClassPermission::Read {
         return Err(ApiError::NotFound);
     }
@@ -280,7 +280,7 @@ async fn update_class(
 ) -> Result<Response, ApiError> {
     let scope = owner_scope(&app, &req, &params).await?;
     let name = params.name("class");
-    // The class must exist before its body is judged (check order, SPEC §2.4).
+    // The class must exist before its body is judged (check order, docs/api.md §2.4).
     app.store.class(scope.instance.id, &name).await?;
     let fields = req.fields().await?;
     let mut errors = FieldErrors::default();

@@ -1,4 +1,4 @@
-//! Groups and memberships, seen from both sides (SPEC §8).
+//! Groups and memberships, seen from both sides (docs/api.md §8).
 
 use axum::Router;
 use axum::extract::State;

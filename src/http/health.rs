@@ -1,4 +1,4 @@
-//! Health probes and the API roots (SPEC §2.3, §11.1).
+//! Health probes and the API roots (docs/api.md §2.3, §11.1).
 
 use axum::Router;
 use axum::extract::State;
@@ -34,7 +34,7 @@ async fn live() -> Response {
 }
 
 /// 200 when storage answers and, in cluster mode, the Redis subscription is up; otherwise 503
-/// naming the failing part (SPEC §11.1). A node without Redis still serves and repairs from
+/// naming the failing part (docs/api.md §11.1). A node without Redis still serves and repairs from
 /// storage, but it is not delivering other nodes' messages promptly, so it reports unhealthy.
 async fn health(State(app): State<AppState>) -> Response {
     let version = env!("CARGO_PKG_VERSION");

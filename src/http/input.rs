@@ -1,4 +1,4 @@
-//! Field coercions shared by every resource (SPEC §2.2): strings trimmed, Syncano's boolean
+//! Field coercions shared by every resource (docs/api.md §2.2): strings trimmed, Syncano's boolean
 //! spellings, integers from strings, JSON-typed fields given as strings, numeric choice codes.
 //!
 //! Each reader returns `Ok(None)` when the field is absent and `Err(message)` with the SPEC's exact
@@ -132,7 +132,7 @@ pub fn json(fields: &Fields, name: &str) -> Result<Option<Value>, String> {
     }
 }
 
-/// Limits of a `metadata` object (SPEC §2.7).
+/// Limits of a `metadata` object (docs/api.md §2.7).
 const METADATA_MAX_KEYS: usize = 8;
 const METADATA_MAX_KEY_CHARS: usize = 16;
 const METADATA_MAX_VALUE_CHARS: usize = 4096;

@@ -1,4 +1,4 @@
-//! Instances: list, create, detail, update, delete and rename (SPEC §5).
+//! Instances: list, create, detail, update, delete and rename (docs/api.md §5).
 
 use axum::Router;
 use axum::extract::State;

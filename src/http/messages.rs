@@ -1,4 +1,4 @@
-//! Publishing to a channel and reading its history (SPEC §9.5–§9.7).
+//! Publishing to a channel and reading its history (docs/api.md §9.5–§9.7).
 //!
 //! A publish is answered 201 only after the store committed the message; the hub hears about it
 //! after the commit, never before (§9.11 "stored before told").
@@ -59,10 +59,10 @@ pub fn channel_room(channel: &Channel, raw: Option<&str>) -> Result<Option<Strin
     }
 }
 
-/// The header that reports a retention gap on poll and history answers (SPEC §9.12).
+/// The header that reports a retention gap on poll and history answers (docs/api.md §9.12).
 pub const GAP_HEADER: &str = "x-herald-gap";
 
-/// Messages retention removed after a reader's `last_id`: ids `from..=to` (SPEC §9.12).
+/// Messages retention removed after a reader's `last_id`: ids `from..=to` (docs/api.md §9.12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gap {
     pub from: i64,

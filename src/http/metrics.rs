@@ -1,4 +1,4 @@
-//! `GET /metrics` (SPEC §11.2) and the layer that counts every request by route template.
+//! `GET /metrics` (docs/api.md §11.2) and the layer that counts every request by route template.
 
 use std::time::Instant;
 

@@ -1,5 +1,5 @@
 //! The HTTP edge: shared state, the router, and the layers every response passes through
-//! (JSON 404/405 bodies, OPTIONS, CORS; SPEC §2.3, §2.4, §2.9).
+//! (JSON 404/405 bodies, OPTIONS, CORS; docs/api.md §2.3, §2.4, §2.9).
 
 mod accounts;
 mod api_keys;
@@ -14,6 +14,7 @@ mod messages;
 pub mod metrics;
 mod object_input;
 mod objects;
+mod openapi;
 mod paging;
 mod poll;
 mod request;
@@ -70,7 +71,7 @@ pub struct App {
     pub anonymous_limit: RateLimiter<IpAddr>,
     pub instance_limit: RateLimiter<i64>,
     pub poll_limit: RateLimiter<i64>,
-    /// Password hashing and checks, bounded and guarded against guessing (SPEC §3.3).
+    /// Password hashing and checks, bounded and guarded against guessing (docs/api.md §3.3).
     pub passwords: Passwords,
     pub shutdown: CancellationToken,
     /// Long-lived tasks (streams) that shutdown waits for.
@@ -235,6 +236,7 @@ pub fn router(state: AppState) -> Router {
         .merge(groups::router())
         .merge(classes::router())
         .merge(objects::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors_and_options))
         .layer(middleware::from_fn_with_state(state.clone(), cors))
@@ -279,7 +281,7 @@ async fn json_errors_and_options(request: Request, next: Next) -> Response {
     }
 }
 
-/// CORS on every response, and preflights answered without touching the API (SPEC §2.9).
+/// CORS on every response, and preflights answered without touching the API (docs/api.md §2.9).
 async fn cors(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let is_preflight = request.method() == Method::OPTIONS

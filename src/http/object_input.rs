@@ -1,4 +1,4 @@
-//! Reading a data object's fields from a request body (SPEC §10.3, §10.9): the built-in fields
+//! Reading a data object's fields from a request body (docs/api.md §10.3, §10.9): the built-in fields
 //! and the class's custom fields, for object creates and updates and for user profiles.
 //!
 //! Errors are collected per field. Rules that need the stored row as it is when the write runs

@@ -1,4 +1,4 @@
-//! Data objects of a class (SPEC §10.3, §10.4, §10.9): list with `query`, `order_by` and
+//! Data objects of a class (docs/api.md §10.3, §10.4, §10.9): list with `query`, `order_by` and
 //! counts, create, read, update (detail `POST` or `PATCH`; `PUT` is 405) and delete.
 //!
 //! Every write goes through `Store::write`, which stores the change and, when the object has a
@@ -124,7 +124,7 @@ pub async fn check_channel_publish(
 }
 
 /// The object the caller addresses: `Not found.` when it does not exist or the caller may not
-/// read it (SPEC §10.9).
+/// read it (docs/api.md §10.9).
 async fn readable_object(
     app: &App,
     os: &ObjectScope,
@@ -202,7 +202,7 @@ async fn list_objects(
         .map(|(_, v)| v);
     let conditions =
         parse_queries(queries, &os.class.schema).map_err(|m| ApiError::FieldText("query", m))?;
-    // `order_by` overrides `ordering`; its sign alone sets the direction (SPEC §10.9).
+    // `order_by` overrides `ordering`; its sign alone sets the direction (docs/api.md §10.9).
     let order = order.unwrap_or(Order {
         field: Field::Builtin(Builtin::Id),
         descending: paging.is_descending(),

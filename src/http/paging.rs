@@ -1,4 +1,4 @@
-//! List envelopes and cursor paging (SPEC §2.5).
+//! List envelopes and cursor paging (docs/api.md §2.5).
 //!
 //! A page is a window of ids: forward pages continue after the cursor in the list's order,
 //! backward pages come before it. `next`/`prev` links repeat every parameter that shapes the list
@@ -148,7 +148,7 @@ impl Paging {
             _ => None,
         };
         let prev = match self.cursor {
-            // An empty page asked for (`page_size=0`, a count) links nowhere (SPEC §10.9).
+            // An empty page asked for (`page_size=0`, a count) links nowhere (docs/api.md §10.9).
             _ if self.size == 0 => None,
             None => None,
             Some((Direction::Backward, _)) if !full => None,

@@ -1,5 +1,5 @@
 //! `GET /channels/{channel}/poll/`: long-poll, and the door to WebSocket and SSE streams
-//! (SPEC §9.8–§9.10). Every check runs before anything is upgraded or streamed, so failures are
+//! (docs/api.md §9.8–§9.10). Every check runs before anything is upgraded or streamed, so failures are
 //! ordinary HTTP responses.
 
 use axum::Router;
@@ -116,7 +116,7 @@ async fn prepare(
         return Err(ApiError::Forbidden("Origin not allowed."));
     }
     // Only WebSocket clients opt in to the gap frame: Syncano-era clients would take a frame
-    // without `id` for an error (SPEC §9.12).
+    // without `id` for an error (docs/api.md §9.12).
     let gaps = transport == Transport::WebSocket
         && input::boolean(&query_fields(req, "gaps"), "gaps")
             .map_err(|message| ApiError::field("gaps", message))?

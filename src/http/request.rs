@@ -1,5 +1,5 @@
 //! The request as handlers see it: query parameters, headers, peer address and a size-checked
-//! body that is parsed only when a handler reaches input validation (SPEC §2.4 check order:
+//! body that is parsed only when a handler reaches input validation (docs/api.md §2.4 check order:
 //! the body limit is step 2, while a malformed body or wrong content type is step 9).
 
 use std::net::{IpAddr, SocketAddr};
@@ -106,7 +106,7 @@ impl<const PUBLISH: bool> FromRequest<AppState> for ApiRequest<PUBLISH> {
     }
 }
 
-/// The client's address (SPEC §2.8). When the socket peer is a trusted proxy (`trust_proxy`, or
+/// The client's address (docs/api.md §2.8). When the socket peer is a trusted proxy (`trust_proxy`, or
 /// a peer in `trusted_proxies`), `X-Forwarded-For` is walked from the right, each proxy having
 /// appended the address it got the request from, and the first hop that is not a trusted proxy
 /// is the client (the leftmost, if all are). The leftmost hop is whatever the client wrote, so it

@@ -14,7 +14,7 @@ use crate::store::{Channel, Instance, StoreError};
 
 const NO_SUCH_USER_KEY: &str = "No such User Key.";
 
-/// The caller classes of SPEC §3.4 for an instance-scoped request.
+/// The caller classes of docs/api.md §3.4 for an instance-scoped request.
 #[derive(Clone, Debug)]
 pub enum Caller {
     /// The account key of the instance's owner.

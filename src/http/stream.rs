@@ -1,4 +1,4 @@
-//! WebSocket and SSE subscribers (SPEC §9.9, §9.10): replay from storage, then live, with no
+//! WebSocket and SSE subscribers (docs/api.md §9.9, §9.10): replay from storage, then live, with no
 //! gap and no duplicate at the seam.
 //!
 //! One engine drives both transports. A stream has a *position* (the last id it sent, or for a
@@ -9,7 +9,7 @@
 //!
 //! Each stream has its own bounded queue of `stream_queue` live messages. A client too slow to
 //! drain it gets the overflow error and is closed (1013); publishers never wait for anyone.
-//! A write that cannot complete within `ws_send_timeout` closes the stream too (1013, SPEC §2.10),
+//! A write that cannot complete within `ws_send_timeout` closes the stream too (1013, docs/api.md §2.10),
 //! while the re-checks and the dead-peer watch keep running during the blocked write.
 
 use std::collections::VecDeque;
@@ -46,7 +46,7 @@ use crate::store::{Channel, IdPage, Instance, StoreError};
 
 /// Messages read from storage per replay query.
 const REPLAY_PAGE: i64 = 256;
-/// Client frames above this close the connection with 1009 (SPEC §9.9).
+/// Client frames above this close the connection with 1009 (docs/api.md §9.9).
 const MAX_CLIENT_FRAME: usize = 4096;
 /// Bytes gathered before tungstenite writes to the socket without waiting for the flush.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -71,7 +71,7 @@ pub struct StreamTarget {
     pub room: Option<String>,
     pub key: Option<Key>,
     pub user_key: Option<Key>,
-    /// WebSocket only: send the gap frame (`gaps=true`, SPEC §9.12).
+    /// WebSocket only: send the gap frame (`gaps=true`, docs/api.md §9.12).
     pub gaps: bool,
 }
 
@@ -84,7 +84,7 @@ enum End {
     Denied,
     NotFound,
     Overflow,
-    /// A write could not complete within `ws_send_timeout` (SPEC §2.10).
+    /// A write could not complete within `ws_send_timeout` (docs/api.md §2.10).
     TooSlow,
     Oversized,
     Unresponsive,
@@ -132,7 +132,7 @@ trait Outbox {
     async fn send(&mut self, batch: &[Arc<Delivery>]) -> Result<(), ()>;
     /// A liveness frame: WebSocket Ping or SSE keepalive comment.
     async fn idle(&mut self) -> Result<(), ()>;
-    /// Tells the subscriber what retention removed after its position (SPEC §9.12).
+    /// Tells the subscriber what retention removed after its position (docs/api.md §9.12).
     async fn gap(&mut self, gap: Gap) -> Result<(), ()>;
     /// Whether gaps are told without the client asking (SSE's `event: gap` does not disturb
     /// clients that do not listen for it).
@@ -692,7 +692,7 @@ async fn run<O: Outbox>(
                     }
                     () = &mut rechecks.timer => rechecks.run(app, target).await.map_or_else(Step::End, |()| Step::Continue),
                     _ = idle.tick() => {
-                        // A WebSocket silent for two ping periods is gone (SPEC §9.9).
+                        // A WebSocket silent for two ping periods is gone (docs/api.md §9.9).
                         if client.is_some() && last_heard.elapsed() >= idle_period * 2 {
                             Step::End(End::Unresponsive)
                         } else {

@@ -1,4 +1,4 @@
-//! Users of an instance: CRUD, key reset, login and the current user (SPEC §7).
+//! Users of an instance: CRUD, key reset, login and the current user (docs/api.md §7).
 
 use axum::Router;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Classes and data objects (SPEC §10): the domain rules, apart from HTTP and SQL.
+//! Classes and data objects (docs/api.md §10): the domain rules, apart from HTTP and SQL.
 //!
 //! - `schema`: a class's field definitions and their validation (§10.1, §10.5 table, §10.9).
 //! - `values`: a field's input forms, stored form and output form, and update operations.
@@ -20,13 +20,13 @@ use serde_json::{Map, Value};
 
 use self::schema::Schema;
 
-/// The built-in class every instance has; it holds the users' profiles (SPEC §7, §10.1).
+/// The built-in class every instance has; it holds the users' profiles (docs/api.md §7, §10.1).
 pub const USER_PROFILE: &str = "user_profile";
 
-/// Largest stored size of an object's custom fields, in characters (SPEC §2.7).
+/// Largest stored size of an object's custom fields, in characters (docs/api.md §2.7).
 pub const MAX_OBJECT_CHARS: usize = 32_768;
 
-/// Object-level permission, `none < read < write < full` (SPEC §10.3).
+/// Object-level permission, `none < read < write < full` (docs/api.md §10.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ObjectPermission {
     None,
@@ -73,7 +73,7 @@ impl ObjectPermission {
     }
 }
 
-/// Class-level permission, `none < read < create_objects` (SPEC §10.1).
+/// Class-level permission, `none < read < create_objects` (docs/api.md §10.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ClassPermission {
     None,
@@ -159,7 +159,7 @@ pub struct DataObject {
     pub updated_at: i64,
 }
 
-/// Who acts on classes and objects, as far as their permissions go (SPEC §3.4, §10.3).
+/// Who acts on classes and objects, as far as their permissions go (docs/api.md §3.4, §10.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
     /// The instance's owner or a trusted key: everything.

@@ -1,4 +1,4 @@
-//! The `query` filter and `order_by` of object lists (SPEC §10.3, §10.9).
+//! The `query` filter and `order_by` of object lists (docs/api.md §10.3, §10.9).
 //!
 //! Parsing turns the client's JSON into [`Condition`]s over typed values, so the store only
 //! writes SQL for well-formed comparisons of a known type; every message is the SPEC's.

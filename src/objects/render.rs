@@ -1,5 +1,5 @@
-//! Classes and objects as the API shows them (SPEC §10.1, §10.3) and the payloads of the change
-//! messages their writes publish (SPEC §10.4).
+//! Classes and objects as the API shows them (docs/api.md §10.1, §10.3) and the payloads of the change
+//! messages their writes publish (docs/api.md §10.4).
 
 use serde_json::{Map, Value, json};
 

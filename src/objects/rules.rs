@@ -1,4 +1,4 @@
-//! The rules a write checks against the object as it is stored when the write runs (SPEC
+//! The rules a write checks against the object as it is stored when the write runs (docs/api.md
 //! §10.3, §10.7). The store calls these inside the writing transaction, with the row locked, so
 //! concurrent writes cannot slip between a check and the change it allows.
 

@@ -1,4 +1,4 @@
-//! A class's schema: its custom fields, their types and indexes (SPEC §10.1, §10.5, §10.9).
+//! A class's schema: its custom fields, their types and indexes (docs/api.md §10.1, §10.5, §10.9).
 
 use serde_json::{Map, Value, json};
 

@@ -1,5 +1,5 @@
 //! Custom field values: what clients may send, how values are stored, how they are shown
-//! (SPEC §10.3, §10.5, §10.7, §10.9).
+//! (docs/api.md §10.3, §10.5, §10.7, §10.9).
 //!
 //! Stored forms are plain JSON chosen so that the database can compare and index them: strings,
 //! integers, floats and booleans as themselves, a datetime as microseconds since the epoch, a
@@ -14,7 +14,7 @@ use crate::model;
 
 const STRING_MAX: usize = 128;
 const TEXT_MAX: usize = 32_000;
-/// Most ids a relation holds (SPEC §2.7).
+/// Most ids a relation holds (docs/api.md §2.7).
 pub const RELATION_MAX: usize = 1000;
 
 const NOT_INTEGER: &str = "A valid integer is required.";
@@ -117,7 +117,7 @@ fn invalid(kind: FieldType) -> &'static str {
     }
 }
 
-/// Strings and texts are kept exactly as sent: not trimmed (SPEC §10.9).
+/// Strings and texts are kept exactly as sent: not trimmed (docs/api.md §10.9).
 fn text(raw: &Value, max: usize) -> Result<FieldChange, String> {
     let text = match raw {
         Value::String(s) => s.clone(),
@@ -366,7 +366,7 @@ pub fn apply(
     }
 }
 
-/// The value as the API shows it (SPEC §10.3, §10.5).
+/// The value as the API shows it (docs/api.md §10.3, §10.5).
 pub fn output(field: &FieldDef, stored: Option<&Value>) -> Value {
     let Some(stored) = stored.filter(|v| !v.is_null()) else {
         return Value::Null;
@@ -395,7 +395,7 @@ pub fn output(field: &FieldDef, stored: Option<&Value>) -> Value {
     }
 }
 
-/// The length that counts toward the object size limit (SPEC §10.3, §10.5).
+/// The length that counts toward the object size limit (docs/api.md §10.3, §10.5).
 pub fn stored_size(data: &Map<String, Value>) -> usize {
     data.values().map(|v| v.to_string().chars().count()).sum()
 }

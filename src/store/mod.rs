@@ -138,10 +138,10 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// Connections in the database pools now (for metrics).
     fn pool_connections(&self) -> PoolConnections;
-    /// The cluster's id and secret (SPEC §11.5), created on first use; every process on the
+    /// The cluster's id and secret (docs/api.md §11.5), created on first use; every process on the
     /// database gets the same pair.
     async fn cluster_identity(&self) -> StoreResult<ClusterIdentity>;
-    /// How many changes to credentials and permissions were ever made (SPEC §11.5).
+    /// How many changes to credentials and permissions were ever made (docs/api.md §11.5).
     async fn access_version(&self) -> StoreResult<i64>;
     /// The access log after `version`, oldest first, at most `limit` entries. An entry this
     /// build cannot read (written by another version of Herald) is `None`.
@@ -176,12 +176,12 @@ impl std::fmt::Debug for ClusterIdentity {
     }
 }
 
-/// Accounts (SPEC §4).
+/// Accounts (docs/api.md §4).
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     async fn count_accounts(&self) -> StoreResult<i64>;
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
-    /// Creates the first account of an empty database (SPEC §4.6): `None` when another process
+    /// Creates the first account of an empty database (docs/api.md §4.6): `None` when another process
     /// created one first. Processes sharing a database may call this at the same moment; at most
     /// one account results.
     async fn create_first_account(&self, new: NewAccount) -> StoreResult<Option<Account>>;
@@ -195,7 +195,7 @@ pub trait AccountStore: Send + Sync {
     async fn set_account_password(&self, id: i64, password_hash: &str) -> StoreResult<()>;
 }
 
-/// Instances and their API keys (SPEC §5, §6).
+/// Instances and their API keys (docs/api.md §5, §6).
 #[async_trait]
 pub trait InstanceStore: Send + Sync {
     /// Creating an instance also creates its built-in channels, in the same transaction;
@@ -246,7 +246,7 @@ pub trait InstanceStore: Send + Sync {
     async fn delete_api_key(&self, instance_id: i64, id: i64) -> StoreResult<()>;
 }
 
-/// Channels (SPEC §9.1–§9.4).
+/// Channels (docs/api.md §9.1–§9.4).
 #[async_trait]
 pub trait ChannelStore: Send + Sync {
     async fn create_channel(&self, instance_id: i64, new: NewChannel) -> StoreResult<Channel>;
@@ -271,7 +271,7 @@ pub trait ChannelStore: Send + Sync {
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Stores a message in `channel`, allocating the channel's next id in the same transaction,
-    /// so committed ids are consecutive and never become visible out of order (SPEC §9.5).
+    /// so committed ids are consecutive and never become visible out of order (docs/api.md §9.5).
     /// Returns only after the commit is durable; the store's [`CommitListener`] has been told
     /// by then. `NotFound` if the channel was deleted.
     async fn publish(&self, channel: &Channel, new: NewMessage) -> StoreResult<Message>;
@@ -299,6 +299,6 @@ pub trait MessageStore: Send + Sync {
     /// id removed from it) is recorded in the transaction that removes the messages.
     async fn prune(&self, limits: RetentionLimits) -> StoreResult<Pruned>;
     /// The highest id retention has removed from a channel room (0 if none): a read after
-    /// `last_id = N` has a gap when `N < pruned_through` (SPEC §9.12).
+    /// `last_id = N` has a gap when `N < pruned_through` (docs/api.md §9.12).
     async fn pruned_through(&self, channel_id: i64, room: Option<&str>) -> StoreResult<i64>;
 }

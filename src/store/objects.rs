@@ -1,8 +1,8 @@
-//! The storage contract for classes and data objects (SPEC §10).
+//! The storage contract for classes and data objects (docs/api.md §10).
 //!
 //! Writes that may publish a change message go through [`ObjectStore::write`]: the store runs
 //! the data change and the message (id allocation included) in one transaction, and tells the
-//! commit listener only after the commit (SPEC §9.11 "no phantom messages"). Rules that depend
+//! commit listener only after the commit (docs/api.md §9.11 "no phantom messages"). Rules that depend
 //! on the row as it is when the write runs (permission, `expected_revision`, operations such as
 //! `_increment`) are checked inside that transaction.
 
@@ -96,7 +96,7 @@ impl ObjectChanges {
 }
 
 /// A write that stores a data change and, when the object has a channel, its change message,
-/// in one transaction. `author` is the message's author JSON (SPEC §9.5).
+/// in one transaction. `author` is the message's author JSON (docs/api.md §9.5).
 #[derive(Clone, Debug)]
 pub enum Write {
     CreateObject {

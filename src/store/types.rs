@@ -143,7 +143,7 @@ pub struct IdPage {
     pub limit: i64,
 }
 
-/// What retention keeps (SPEC §9.11); 0 and `None` mean no limit.
+/// What retention keeps (docs/api.md §9.11); 0 and `None` mean no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetentionLimits {
     /// Newest messages kept per channel room.
@@ -163,7 +163,7 @@ pub struct Pruned {
     pub by_channel: u64,
 }
 
-/// Which channels a list shows (SPEC §9.4).
+/// Which channels a list shows (docs/api.md §9.4).
 #[derive(Clone, Copy, Debug)]
 pub enum ChannelVisibility {
     /// Owners and trusted keys: every channel.

@@ -1,4 +1,4 @@
-//! The storage contract for users, their profiles, groups and memberships (SPEC §7, §8).
+//! The storage contract for users, their profiles, groups and memberships (docs/api.md §7, §8).
 //! Everything is scoped by instance: no method reaches a row of another instance.
 
 use async_trait::async_trait;

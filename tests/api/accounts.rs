@@ -1,4 +1,4 @@
-//! SPEC §4: accounts — register, log in, details, key reset, password change, superuser.
+//! docs/api.md §4: accounts — register, log in, details, key reset, password change, superuser.
 
 use reqwest::Method;
 use serde_json::{Value, json};

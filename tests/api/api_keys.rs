@@ -1,4 +1,4 @@
-//! SPEC §6: instance API keys — list, create, detail, update, delete, reset_key; flags, parity,
+//! docs/api.md §6: instance API keys — list, create, detail, update, delete, reset_key; flags, parity,
 //! case-insensitive keys.
 
 use reqwest::Method;

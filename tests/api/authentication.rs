@@ -1,4 +1,4 @@
-//! SPEC §3 (where keys are read, failures), the §2.4 check order and §2.8 rate limiting.
+//! docs/api.md §3 (where keys are read, failures), the §2.4 check order and §2.8 rate limiting.
 
 use reqwest::Method;
 use serde_json::{Value, json};

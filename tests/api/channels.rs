@@ -1,4 +1,4 @@
-//! Channels: the resource, built-ins, permissions and CRUD (SPEC §9.1–§9.4).
+//! Channels: the resource, built-ins, permissions and CRUD (docs/api.md §9.1–§9.4).
 
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ fn channel_path(name: &str) -> String {
     format!("{CHANNELS}{name}/")
 }
 
-/// The keys of one instance, one per caller class of SPEC §3.4 (besides the owner).
+/// The keys of one instance, one per caller class of docs/api.md §3.4 (besides the owner).
 struct Keys {
     trusted: String,
     reader: String,
@@ -47,7 +47,7 @@ async fn setup() -> (TestApp, Keys) {
     )
 }
 
-/// Asserts `2016-03-17T20:13:46.695378Z` form (SPEC §2.3).
+/// Asserts `2016-03-17T20:13:46.695378Z` form (docs/api.md §2.3).
 #[track_caller]
 fn assert_timestamp(value: &Value) {
     let s = value
@@ -63,7 +63,7 @@ fn assert_timestamp(value: &Value) {
             26 => *b == b'Z',
             _ => b.is_ascii_digit(),
         });
-    assert!(shape_ok, "timestamp not in SPEC §2.3 form: {s}");
+    assert!(shape_ok, "timestamp not in docs/api.md §2.3 form: {s}");
 }
 
 /// A channel representation with its timestamps checked and removed.
@@ -76,7 +76,7 @@ fn without_timestamps(body: &Value) -> Value {
     body
 }
 
-/// The SPEC §9.1 representation (without timestamps) of a channel of `rivia` with no group.
+/// The docs/api.md §9.1 representation (without timestamps) of a channel of `rivia` with no group.
 fn representation(name: &str, overrides: Value) -> Value {
     let base = channel_path(name);
     let mut body = json!({
@@ -414,7 +414,7 @@ async fn a_name_may_contain_only_letters_numbers_underscores_and_hyphens() {
 
 #[tokio::test]
 async fn double_hyphens_and_underscores_are_allowed_in_channel_names() {
-    // SPEC §2.6: the double-hyphen rule applies to instance names only.
+    // docs/api.md §2.6: the double-hyphen rule applies to instance names only.
     let (app, _) = setup().await;
     let resp = app
         .post(CHANNELS, Some(&app.admin_key), json!({"name": "a--b__c"}))

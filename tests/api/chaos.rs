@@ -1,4 +1,4 @@
-//! Exactly-once, in-order delivery under chaos (SPEC §9.5, §9.8–§9.11).
+//! Exactly-once, in-order delivery under chaos (docs/api.md §9.5, §9.8–§9.11).
 //!
 //! One real server, one `separate_rooms` channel with four rooms. Several publishers race each
 //! other while thirty subscribers — long-poll, WebSocket and SSE, evenly — follow the rooms from
@@ -11,7 +11,7 @@
 //! failure with `CHAOS_SEED=<seed> cargo test --test api -- chaos:: --nocapture`.
 //!
 //! Object writers join the publishers: they create, update (`_increment` and a fresh tag) and
-//! delete data objects whose class publishes to the same channel rooms (SPEC §10.4), so the
+//! delete data objects whose class publishes to the same channel rooms (docs/api.md §10.4), so the
 //! change messages race the custom publishes for the channel's ids. Every acknowledged object
 //! write must be in history exactly once, as the one message that tells of it.
 //!
@@ -176,7 +176,7 @@ impl Log {
     }
 }
 
-/// A decoded delivery, checked against what every transport must send (SPEC §9.5).
+/// A decoded delivery, checked against what every transport must send (docs/api.md §9.5).
 fn accept_message(
     log: &Mutex<Log>,
     room: &str,
@@ -1106,7 +1106,7 @@ pub(crate) async fn run_storm(storm: Storm) -> StormReport {
     for room in storm.rooms {
         stored.push(history(&ctx, storm.history_node, room).await);
     }
-    // Ids of a channel are unique, and committed ids are consecutive (SPEC §9.5).
+    // Ids of a channel are unique, and committed ids are consecutive (docs/api.md §9.5).
     let mut all: Vec<i64> = stored.iter().flatten().map(|(id, _)| *id).collect();
     all.sort_unstable();
     let total = all.len() as i64;

@@ -1,4 +1,4 @@
-//! Classes (SPEC §10.1, §10.2, §10.5 definition keys, §10.9): the resource, its schema, who
+//! Classes (docs/api.md §10.1, §10.2, §10.5 definition keys, §10.9): the resource, its schema, who
 //! may manage and see it, lists, the class limit and the built-in `user_profile`.
 
 use serde_json::{Value, json};
@@ -9,7 +9,7 @@ use crate::objects::{
     url, without_timestamps,
 };
 
-/// The SPEC §10.1 representation (without timestamps) of a new class of `rivia` with only a
+/// The docs/api.md §10.1 representation (without timestamps) of a new class of `rivia` with only a
 /// name, then `overrides`.
 fn class_repr(name: &str, overrides: Value) -> Value {
     let base = class_path(name);
@@ -1508,7 +1508,7 @@ async fn class_lists_page_with_links_and_page_size_zero_is_empty() {
         .get(body["next"].as_str().expect("a next link"), &w.owner)
         .await;
     assert_eq!(names(next.assert_status(200)), ["a4"]);
-    // A repeated parameter takes its last value (SPEC §10.9).
+    // A repeated parameter takes its last value (docs/api.md §10.9).
     let repeated = url(
         CLASSES,
         &[

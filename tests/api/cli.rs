@@ -1,5 +1,5 @@
 //! The `herald` binary as a user runs it: first start, settings errors, the one-process lock,
-//! and the account commands, offline and beside a running server (SPEC §4.6, §11.3–§11.5).
+//! and the account commands, offline and beside a running server (docs/api.md §4.6, §11.3–§11.5).
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -236,7 +236,7 @@ async fn a_second_process_on_the_same_database_refuses_to_start() {
     first.child.kill().await.unwrap();
 }
 
-/// SPEC §11.5: `herald account reset-key` may run beside a running server; the server applies
+/// docs/api.md §11.5: `herald account reset-key` may run beside a running server; the server applies
 /// it (the old key refused, its streams closed) within `access_check_interval`, with no message
 /// from the CLI to the server other than the database's access log.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Cluster mode (SPEC §11.5, §9.5, §9.11): several `herald serve` processes on one PostgreSQL,
+//! Cluster mode (docs/api.md §11.5, §9.5, §9.11): several `herald serve` processes on one PostgreSQL,
 //! telling each other about messages and changes through Redis.
 //!
 //! Each test starts its own nodes on a schema of its own, hence a cluster id and a default Redis
@@ -33,7 +33,7 @@ use crate::poll::{PERMISSION_DENIED, WAIT, assert_waiting, id_of, read_resp, wit
 use crate::sse::{Sse, sse_open};
 use crate::websocket::{Ws, assert_quiet, expect_error_then_close, next_json, ws_open, ws_request};
 
-/// How soon every node must act on a change made on another (SPEC §11.5).
+/// How soon every node must act on a change made on another (docs/api.md §11.5).
 /// `/health`'s fan-out while a node has no Redis subscription.
 const REDIS_DOWN: &str = "error: not connected to Redis; reconnecting";
 const CHANGE_BOUND: Duration = Duration::from_secs(1);
@@ -575,7 +575,7 @@ async fn a_subscriber_on_one_node_receives_what_the_other_nodes_publish() {
 }
 
 /// Reads a stream's end and returns how long after `since` it came.
-/// SPEC §10.1–§10.4, §11.5: a class changed on one node is used at once by the others (the
+/// docs/api.md §10.1–§10.4, §11.5: a class changed on one node is used at once by the others (the
 /// change travels on the control channel), and an object written on one node publishes its
 /// change messages to subscribers on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1024,7 +1024,7 @@ async fn a_redis_outage_delays_delivery_but_loses_nothing() {
     let cut_at = Instant::now();
     cluster.proxy.cut();
     let (status_a, health_a) = cluster.until_fanout(a, REDIS_DOWN).await;
-    // SPEC §11.1: a node without its fan-out is unhealthy (503), though it keeps serving.
+    // docs/api.md §11.1: a node without its fan-out is unhealthy (503), though it keeps serving.
     assert_eq!(
         (status_a, &health_a["storage"]),
         (503, &json!("ok")),
@@ -1048,7 +1048,7 @@ async fn a_redis_outage_delays_delivery_but_loses_nothing() {
     cluster.until_fanout(a, "ok").await;
     cluster.until_fanout(b, "ok").await;
     let reconnected = restored.elapsed();
-    // A read from storage what Redis did not bring it (SPEC §11.2).
+    // A read from storage what Redis did not bring it (docs/api.md §11.2).
     let repaired = cluster.metric(a, "herald_fanout_gaps_repaired_total").await;
     assert!(
         repaired >= 20.0 - during_cut as f64,
@@ -1095,7 +1095,7 @@ async fn a_redis_outage_delays_delivery_but_loses_nothing() {
 const CLUSTER_ROOMS: [&str; 3] = ["north", "south", "west"];
 const CLUSTER_PUBLISHERS: usize = 4;
 const CLUSTER_MESSAGES_PER_PUBLISHER: usize = 1500;
-/// Object writers mix data-object change messages into the storm (SPEC §10.4).
+/// Object writers mix data-object change messages into the storm (docs/api.md §10.4).
 const CLUSTER_OBJECT_WRITERS: usize = 1;
 const CLUSTER_WRITES_PER_OBJECT_WRITER: usize = 800;
 const CLUSTER_SUBSCRIBERS: usize = 18;
@@ -1255,7 +1255,7 @@ fn cluster_tag(secret: &[u8], topic: u8, body: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// SPEC §11.5: nothing read from Redis is trusted without the cluster's tag. Forgeries of the
+/// docs/api.md §11.5: nothing read from Redis is trusted without the cluster's tag. Forgeries of the
 /// next message and of the channel's deletion, untagged, wrongly tagged or cut short, reach
 /// every node; each drops them, warns once with the count and goes on, and the genuine next
 /// message is delivered once. The same forgery with the cluster's tag is taken: the tag alone
@@ -1344,7 +1344,7 @@ async fn messages_on_redis_without_the_cluster_tag_are_dropped_and_counted() {
     assert_eq!(resp.status, 200, "{}", resp.text);
     assert_message(&resp.json, &genuine, "poll");
     assert_message(&next_json(&mut ws).await, &genuine, "websocket");
-    // Each node counted every forgery (SPEC §11.2).
+    // Each node counted every forgery (docs/api.md §11.2).
     for node in [a, b] {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -1377,7 +1377,7 @@ async fn messages_on_redis_without_the_cluster_tag_are_dropped_and_counted() {
     );
 }
 
-/// SPEC §11.5: two clusters on one Redis, neither setting a prefix, never see each other's
+/// docs/api.md §11.5: two clusters on one Redis, neither setting a prefix, never see each other's
 /// traffic, though their instances, channels, rooms and message ids are the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_sharing_a_redis_without_a_prefix_never_see_each_other() {

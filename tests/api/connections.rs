@@ -1,4 +1,4 @@
-//! Connections and timeouts (SPEC §2.10), shown over raw sockets: what a slowloris client sends,
+//! Connections and timeouts (docs/api.md §2.10), shown over raw sockets: what a slowloris client sends,
 //! byte by byte, and when the server hangs up on it.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! SPEC §2: URLs, request bodies, responses, common errors, limits, CORS and health.
+//! docs/api.md §2: URLs, request bodies, responses, common errors, limits, CORS and health.
 
 use reqwest::Method;
 use serde_json::{Value, json};

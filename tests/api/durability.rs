@@ -1,4 +1,4 @@
-//! Durability (SPEC §9.11): a publish answered 201 survives the process being killed, and ids
+//! Durability (docs/api.md §9.11): a publish answered 201 survives the process being killed, and ids
 //! stay consecutive across the crash.
 
 use std::collections::BTreeSet;
@@ -273,7 +273,7 @@ async fn stored_objects(
     }
 }
 
-/// SPEC §9.11 "no phantom messages", §10.4: a data change and its change message commit
+/// docs/api.md §9.11 "no phantom messages", §10.4: a data change and its change message commit
 /// together. Writers create, update and delete objects until the server is SIGKILLed; after a
 /// restart every acknowledged change is stored, each object revision has exactly one message,
 /// and no message tells of a change that was not committed.

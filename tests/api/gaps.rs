@@ -1,4 +1,4 @@
-//! Retention gaps (SPEC §9.12): a reader resuming after `last_id` is told which messages
+//! Retention gaps (docs/api.md §9.12): a reader resuming after `last_id` is told which messages
 //! retention removed before it read them, once, before any message, on every surface.
 
 use std::process::Stdio;

@@ -1,4 +1,4 @@
-//! Groups and memberships, from both sides (SPEC §8).
+//! Groups and memberships, from both sides (docs/api.md §8).
 
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -67,7 +67,7 @@ async fn cursors_at_the_edge_of_the_id_range_answer_normally() {
     }
 }
 
-/// SPEC §2.8: behind a trusted proxy, the client is the rightmost hop the proxy vouches for;
+/// docs/api.md §2.8: behind a trusted proxy, the client is the rightmost hop the proxy vouches for;
 /// what the client writes into `X-Forwarded-For` itself cannot buy it a fresh budget.
 #[tokio::test]
 async fn a_spoofed_forwarded_for_is_still_limited() {

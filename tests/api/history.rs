@@ -1,4 +1,4 @@
-//! Channel history: list, paging, shaping, detail, permissions and retention (SPEC §9.7, §2.5,
+//! Channel history: list, paging, shaping, detail, permissions and retention (docs/api.md §9.7, §2.5,
 //! §9.11).
 
 use std::collections::BTreeMap;

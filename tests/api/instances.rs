@@ -1,4 +1,4 @@
-//! SPEC §5: instances — list, create, detail, update, delete, rename.
+//! docs/api.md §5: instances — list, create, detail, update, delete, rename.
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! SPEC §5 (intro) and §3.3: instances are isolated namespaces. An API key of one instance and an
+//! docs/api.md §5 (intro) and §3.3: instances are isolated namespaces. An API key of one instance and an
 //! account key that does not own an instance can neither read nor change it, on every endpoint.
 
 use std::time::Duration;

@@ -26,6 +26,7 @@ mod isolation;
 mod metrics;
 mod object_messages;
 mod objects;
+mod openapi;
 mod passwords;
 mod permissions;
 mod poll;

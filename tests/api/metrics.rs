@@ -1,4 +1,4 @@
-//! Metrics (SPEC §11.2): every family moves with real traffic, labels never carry names or
+//! Metrics (docs/api.md §11.2): every family moves with real traffic, labels never carry names or
 //! keys, the token and the separate listener.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Change messages of data objects (SPEC §10.4): exact payloads, delivery on every transport.
+//! Change messages of data objects (docs/api.md §10.4): exact payloads, delivery on every transport.
 //!
 //! A data object with a `channel` stores a message in that channel (room = its `channel_room`)
 //! in the same transaction as each create, update and delete; the message is delivered like any
@@ -260,7 +260,7 @@ async fn probe(app: &TestApp) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // Messages.
 
-/// Asserts `2016-03-17T20:13:46.695378Z` form (SPEC §2.3).
+/// Asserts `2016-03-17T20:13:46.695378Z` form (docs/api.md §2.3).
 #[track_caller]
 fn assert_timestamp(value: &Value) {
     let s = value
@@ -276,7 +276,7 @@ fn assert_timestamp(value: &Value) {
             26 => *b == b'Z',
             _ => b.is_ascii_digit(),
         });
-    assert!(shape_ok, "timestamp not in SPEC §2.3 form: {s}");
+    assert!(shape_ok, "timestamp not in docs/api.md §2.3 form: {s}");
 }
 
 /// `message` with its `created_at` checked for the §2.3 form and removed.
@@ -841,7 +841,7 @@ async fn an_update_that_changes_nothing_keeps_the_revision_and_publishes_nothing
         assert_eq!(resp.status, 200, "{body}: {}", resp.text);
         assert_eq!(resp.json, object, "{body} changes nothing");
     }
-    // SPEC §2.2: a detail POST with no changing field is an update that changes nothing, too.
+    // docs/api.md §2.2: a detail POST with no changing field is an update that changes nothing, too.
     call(
         &app,
         Method::POST,

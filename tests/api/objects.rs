@@ -1,4 +1,4 @@
-//! Data objects (SPEC §10.3, §10.9): CRUD, values, permissions, lists, queries.
+//! Data objects (docs/api.md §10.3, §10.9): CRUD, values, permissions, lists, queries.
 //!
 //! The fixture at the top ([`World`], [`Who`], the representation helpers) is shared with
 //! `classes.rs`.
@@ -59,7 +59,7 @@ pub(crate) fn url(path: &str, params: &[(&str, &str)]) -> String {
     format!("{path}?{}", serializer.finish())
 }
 
-/// Who sends a request: one caller class of SPEC §3.4 each.
+/// Who sends a request: one caller class of docs/api.md §3.4 each.
 #[derive(Clone, Debug)]
 pub(crate) enum Who {
     /// The instance owner's account key.
@@ -338,7 +338,7 @@ pub(crate) fn merge(target: &mut Value, overrides: Value) {
     }
 }
 
-/// Asserts the `2016-03-17T20:13:46.695378Z` form of SPEC §2.3.
+/// Asserts the `2016-03-17T20:13:46.695378Z` form of docs/api.md §2.3.
 #[track_caller]
 pub(crate) fn assert_timestamp(value: &Value) {
     let s = value
@@ -354,7 +354,7 @@ pub(crate) fn assert_timestamp(value: &Value) {
             26 => *b == b'Z',
             _ => b.is_ascii_digit(),
         });
-    assert!(shape_ok, "timestamp not in SPEC §2.3 form: {s}");
+    assert!(shape_ok, "timestamp not in docs/api.md §2.3 form: {s}");
 }
 
 /// The representation with `created_at` and `updated_at` checked and removed.
@@ -368,7 +368,7 @@ pub(crate) fn without_timestamps(body: &Value) -> Value {
     body
 }
 
-/// The SPEC §10.3 representation (without timestamps) of object `id` of `class`: the defaults
+/// The docs/api.md §10.3 representation (without timestamps) of object `id` of `class`: the defaults
 /// of an object the instance owner created (no owner, `full`/`none`/`none`, no group, no
 /// channel, revision 1), then `fields`; `links` follow `owner` and `channel`.
 pub(crate) fn repr(class: &str, id: i64, fields: Value) -> Value {
@@ -1009,7 +1009,7 @@ async fn object_values_take_json_objects_or_strings_holding_one() {
         )
         .await;
     }
-    // SPEC §2.2: a JSON-typed field given a string that is not JSON.
+    // docs/api.md §2.2: a JSON-typed field given a string that is not JSON.
     hunt_refused(
         &w,
         json!({"data": "{not json"}),

@@ -1,4 +1,4 @@
-//! Password guessing (SPEC §3.3): per-identity lock-out, a per-IP budget of checks, a bounded
+//! Password guessing (docs/api.md §3.3): per-identity lock-out, a per-IP budget of checks, a bounded
 //! Argon2 pool, and the same cost for unknown identities.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The channel permission matrix (SPEC §2.4, §3.4, §6, §7, §8, §9.3, §9.4, §9.6–§9.10).
+//! The channel permission matrix (docs/api.md §2.4, §3.4, §6, §7, §8, §9.3, §9.4, §9.6–§9.10).
 //!
 //! One server, one instance with a group, a member and a non-member, and one channel per
 //! (`other_permissions`, `group_permissions`, `custom_publish`) combination. Every caller class is

@@ -1,4 +1,4 @@
-//! Long-poll (SPEC §9.8): answer at once with the oldest message after `last_id`, or wait for the
+//! Long-poll (docs/api.md §9.8): answer at once with the oldest message after `last_id`, or wait for the
 //! next one, or 204 after `poll_timeout`; errors in the order of §2.4.
 //!
 //! The shared fixtures of the realtime tests (poll, WebSocket, SSE, shutdown) live here.

@@ -1,4 +1,4 @@
-//! Publishing messages (SPEC §9.5, §9.6) and the message-id guarantees (§9.11).
+//! Publishing messages (docs/api.md §9.5, §9.6) and the message-id guarantees (§9.11).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -118,7 +118,7 @@ fn too_large(limit: usize) -> Value {
     json!({"detail": format!("Request size limit exceeded ({limit}).")})
 }
 
-/// Checks the shape of a stored message (SPEC §9.5) and returns its id.
+/// Checks the shape of a stored message (docs/api.md §9.5) and returns its id.
 #[track_caller]
 fn assert_message(body: &Value, channel: &str, room: Value, payload: Value, author: Value) -> i64 {
     let id = body["id"]

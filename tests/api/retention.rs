@@ -1,4 +1,4 @@
-//! History retention (SPEC §9.11): the pruner enforces count and age limits, and pruning never
+//! History retention (docs/api.md §9.11): the pruner enforces count and age limits, and pruning never
 //! affects id allocation.
 
 use std::time::Duration;

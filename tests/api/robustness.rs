@@ -1,6 +1,6 @@
 //! Hostile input: random JSON, random bytes, huge strings, deep nesting, odd content types and odd
 //! unicode names thrown at the channel write endpoints. The server must never answer 5xx, never
-//! drop the connection, always answer JSON in one of the two SPEC §2.4 error shapes, and keep
+//! drop the connection, always answer JSON in one of the two docs/api.md §2.4 error shapes, and keep
 //! every message it acknowledged with 201.
 
 use proptest::prelude::*;

@@ -37,7 +37,7 @@ async fn the_python_sdk_works_against_herald() {
         return;
     };
     let app = TestApp::spawn_with(|a| {
-        // The SDK treats a 204 poll timeout as an error and ends its poll thread (SPEC §9.8), so
+        // The SDK treats a 204 poll timeout as an error and ends its poll thread (docs/api.md §9.8), so
         // the server keeps the default 300 s, the SDK's own poll read timeout.
         a.poll_timeout = Duration::from_secs(300);
     })

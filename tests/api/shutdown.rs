@@ -1,4 +1,4 @@
-//! Graceful shutdown (SPEC §11.3): waiting polls answer 204, WebSockets close with 1001, SSE
+//! Graceful shutdown (docs/api.md §11.3): waiting polls answer 204, WebSockets close with 1001, SSE
 //! streams end, in-flight publishes finish, and the server is done within `shutdown_grace`.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Server-Sent Events (SPEC §9.10): headers, `retry:` first, one `id:`/`data:` event per
+//! Server-Sent Events (docs/api.md §9.10): headers, `retry:` first, one `id:`/`data:` event per
 //! message, keepalive comments, `Last-Event-ID`, replay then live, `event: error` endings; and
 //! the origin check of stream handshakes (§2.9).
 

@@ -1,4 +1,4 @@
-//! Users: create, list, detail, key reset, login and the current user (SPEC §7), with the user
+//! Users: create, list, detail, key reset, login and the current user (docs/api.md §7), with the user
 //! key rules of §3.2–§3.4.
 
 use reqwest::Method;
@@ -127,7 +127,7 @@ fn assert_timestamp(value: &Value) {
             26 => *b == b'Z',
             _ => b.is_ascii_digit(),
         });
-    assert!(shape_ok, "timestamp not in SPEC §2.3 form: {s}");
+    assert!(shape_ok, "timestamp not in docs/api.md §2.3 form: {s}");
 }
 
 /// Asserts a user key is 40 lower-case hex digits ending in an even digit (§2.6).

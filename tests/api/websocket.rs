@@ -1,4 +1,4 @@
-//! WebSocket transport (SPEC §9.9): pre-upgrade checks as plain HTTP, replay then live without a
+//! WebSocket transport (docs/api.md §9.9): pre-upgrade checks as plain HTTP, replay then live without a
 //! gap or a duplicate, client frames, error frames and close codes, the bounded send queue.
 
 use std::time::Duration;

@@ -11,7 +11,7 @@ stops at the first failure (later steps build on earlier ones) and exits non-zer
 ``N passed, M failed``.
 
 The server must keep the default ``poll_timeout`` (300 s): the SDK treats a 204 poll timeout as an
-error and ends its poll thread (SPEC §9.8).
+error and ends its poll thread (docs/api.md §9.8).
 """
 
 import os
@@ -212,7 +212,7 @@ def main():
         expect_message(
             message,
             {"text": "hello, lobby", "n": 1},
-            "lobby",  # rooms are lower-cased (SPEC §9.5)
+            "lobby",  # rooms are lower-cased (docs/api.md §9.5)
             {"admin": state["account_id"]},
             "published message",
         )
@@ -265,7 +265,7 @@ def main():
     def create_a_user():
         # A user representation carries its `profile` data object. The SDK turns it into a model
         # of the built-in class `user_profile`, whose schema it first reads from
-        # GET /v1.1/instances/{instance}/classes/user_profile/ (SPEC §5.2, §7, §10.1); every SDK
+        # GET /v1.1/instances/{instance}/classes/user_profile/ (docs/api.md §5.2, §7, §10.1); every SDK
         # call that returns a user model depends on that class being readable.
         try:
             user = User.please.create(
@@ -274,7 +274,7 @@ def main():
         except SyncanoDoesNotExist as error:
             raise StepFailed(
                 "{} (the SDK could not read the built-in class: GET /v1.1/instances/{}/classes/"
-                "user_profile/ must answer 200 with the class and its `schema`, SPEC §10.1)".format(
+                "user_profile/ must answer 200 with the class and its `schema`, docs/api.md §10.1)".format(
                     error, state["instance"]
                 )
             )

@@ -1,4 +1,4 @@
-//! The access log (SPEC §11.5): every change to credentials or permissions is written in the
+//! The access log (docs/api.md §11.5): every change to credentials or permissions is written in the
 //! transaction that makes it, with versions that become visible in order.
 
 use std::sync::Arc;

@@ -64,7 +64,7 @@ pub async fn the_cluster_identity_is_made_once(ctx: Ctx) {
     assert_ne!(first.secret, [0; 32]);
 }
 
-/// SPEC §11.5: the nodes of one database share one cluster id and secret, however they race to
+/// docs/api.md §11.5: the nodes of one database share one cluster id and secret, however they race to
 /// create it; another database has another pair.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_together_agree_on_one_cluster_identity() {

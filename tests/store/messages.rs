@@ -300,7 +300,7 @@ pub async fn prune_keeps_the_newest_per_room(ctx: Ctx) {
         ids(store.history(plain.id, None, ALL).await.unwrap()),
         [2, 3, 4]
     );
-    // Each room remembers the highest id retention removed from it (SPEC §9.12).
+    // Each room remembers the highest id retention removed from it (docs/api.md §9.12).
     assert_eq!(store.pruned_through(chat.id, Some("a")).await.unwrap(), 2);
     assert_eq!(store.pruned_through(chat.id, Some("b")).await.unwrap(), 0);
     assert_eq!(store.pruned_through(plain.id, None).await.unwrap(), 1);

@@ -1,5 +1,5 @@
 //! Classes and data objects: the class lifecycle with its indexes, and object writes that store
-//! a data change and its change message in one transaction (SPEC §10.1–§10.4).
+//! a data change and its change message in one transaction (docs/api.md §10.1–§10.4).
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! Retention on PostgreSQL: one node prunes at a time (an advisory lock), in one transaction,
-//! recording each room's `pruned_through` in it (SPEC §9.12).
+//! recording each room's `pruned_through` in it (docs/api.md §9.12).
 
 use super::Clustered;
 use crate::store::{Pruned, RetentionLimits, StoreResult};

@@ -1,4 +1,4 @@
-//! Accounts (SPEC §4).
+//! Accounts (docs/api.md §4).
 
 use async_trait::async_trait;
 

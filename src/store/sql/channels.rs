@@ -1,4 +1,4 @@
-//! Channels (SPEC §9.1–§9.4).
+//! Channels (docs/api.md §9.1–§9.4).
 
 use async_trait::async_trait;
 

@@ -1,4 +1,4 @@
-//! Classes (SPEC §10.1) and the indexes of their objects.
+//! Classes (docs/api.md §10.1) and the indexes of their objects.
 //!
 //! All objects live in one table, their custom fields in one JSON document. A field's
 //! `filter_index` / `order_index` is a partial expression index on that table, limited to the
@@ -71,7 +71,7 @@ impl Operand {
 /// On PostgreSQL a non-string value stays `jsonb` (numbers compare as numbers, booleans as
 /// booleans) rather than being cast: the expression must never fail on another class's row
 /// where a field of the same name has another type, because extended statistics evaluate it on
-/// every row of the table. Strings compare by code point, as on SQLite (SPEC §10.9).
+/// every row of the table. Strings compare by code point, as on SQLite (docs/api.md §10.9).
 pub(super) fn value_operand(dialect: Dialect, def: &FieldDef, table: &str) -> Option<Operand> {
     let name = &def.name;
     let string = match def.kind {
@@ -213,7 +213,7 @@ pub(super) async fn create_user_profile_class(
     Ok(())
 }
 
-/// Appends the condition of the classes `access` may read (SPEC §10.1).
+/// Appends the condition of the classes `access` may read (docs/api.md §10.1).
 pub(super) fn and_readable_classes(sql: Sql, access: &Access) -> Sql {
     match access {
         Access::Full => sql,

@@ -1,4 +1,4 @@
-//! The cluster identity: a random id and HMAC secret, made once per database (SPEC §11.5).
+//! The cluster identity: a random id and HMAC secret, made once per database (docs/api.md §11.5).
 
 use rand::RngCore;
 use rand::rngs::OsRng;

@@ -1,4 +1,4 @@
-//! Instances and their API keys (SPEC §5, §6).
+//! Instances and their API keys (docs/api.md §5, §6).
 
 use async_trait::async_trait;
 
@@ -12,7 +12,7 @@ use crate::store::{
     StoreResult, conflict, missing_parent_or, not_found, touched_one,
 };
 
-/// The channels every instance starts with (SPEC §9.2): name and `custom_publish`.
+/// The channels every instance starts with (docs/api.md §9.2): name and `custom_publish`.
 const BUILTIN_CHANNELS: [(&str, bool); 2] = [
     (model::DEFAULT_CHANNEL, true),
     (model::EVENTLOG_CHANNEL, false),

@@ -86,7 +86,7 @@ impl MessageStore for SqlStore {
 }
 
 /// Stores a message inside the caller's transaction, allocating the channel's next id there
-/// (SPEC §9.5): a data change and its change message commit together. On PostgreSQL the
+/// (docs/api.md §9.5): a data change and its change message commit together. On PostgreSQL the
 /// sequence row stays locked until the commit, so the channel's ids commit in order.
 pub(super) async fn store_message(
     conn: &mut Conn<'_>,

@@ -148,7 +148,7 @@ impl SqlStore {
 /// Entries the access log keeps; a node further behind forgets all its caches instead.
 const ACCESS_LOG_KEPT: i64 = 10_000;
 
-/// Records a change to credentials or permissions in the transaction that makes it (SPEC
+/// Records a change to credentials or permissions in the transaction that makes it (docs/api.md
 /// §11.5). The counter row stays locked until the transaction ends, so concurrent changes take
 /// versions in commit order.
 async fn log_access_change(tx: &mut Tx, change: &Change) -> StoreResult<()> {

@@ -1,4 +1,4 @@
-//! Data objects (SPEC §10.3, §10.4): reads and lists, and the writes that store a data change
+//! Data objects (docs/api.md §10.3, §10.4): reads and lists, and the writes that store a data change
 //! together with its change message.
 //!
 //! [`run_write`] runs one write on a connection inside a transaction that its caller (a
@@ -124,7 +124,7 @@ fn and_conditions(mut sql: Sql, dialect: Dialect, conditions: &[Condition]) -> S
     sql
 }
 
-/// Appends the condition of the objects `access` may read (SPEC §10.3).
+/// Appends the condition of the objects `access` may read (docs/api.md §10.3).
 fn and_readable(sql: Sql, access: &Access) -> Sql {
     match access {
         Access::Full => sql,
@@ -225,7 +225,7 @@ fn order_operand(dialect: Dialect, order: &Order) -> Option<(Operand, bool)> {
 }
 
 /// Appends the page's cursor condition, order and limit. Ascending order puts nulls last and
-/// descending first (SPEC §10.9): the key is `(value IS NULL, value, id)`, ascending or
+/// descending first (docs/api.md §10.9): the key is `(value IS NULL, value, id)`, ascending or
 /// exactly reversed.
 fn and_page(mut sql: Sql, dialect: Dialect, query: &ObjectQuery) -> Sql {
     let order = &query.order;
@@ -647,7 +647,7 @@ async fn announce(
 }
 
 /// Checks the references of `data` (only the `fields` named, when given): a reference to a
-/// missing target is refused; a relation keeps only the ids that exist (SPEC §10.3, §10.5).
+/// missing target is refused; a relation keeps only the ids that exist (docs/api.md §10.3, §10.5).
 async fn check_references(
     conn: &mut Conn<'_>,
     class: &Class,

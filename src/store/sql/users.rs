@@ -1,4 +1,4 @@
-//! Users, their profiles, groups and memberships (SPEC §7, §8).
+//! Users, their profiles, groups and memberships (docs/api.md §7, §8).
 
 use async_trait::async_trait;
 

@@ -37,7 +37,7 @@ pub(in crate::store) struct Embedded {
     writer_pool: SqlitePool,
     /// Stops the checkpointer when the store goes away (a server's store only).
     _checkpointer: Option<tokio_util::sync::DropGuard>,
-    /// Held for a server's store's lifetime: one server per database file (SPEC §11.5). An
+    /// Held for a server's store's lifetime: one server per database file (docs/api.md §11.5). An
     /// advisory `flock` on the file itself, independent of SQLite's own `fcntl` locks.
     _lock: Option<std::fs::File>,
 }
@@ -65,7 +65,7 @@ impl SqlStore {
     }
 
     /// Opens the SQLite database file for a short command (`herald account ...`), which may
-    /// run beside a server on the same file (SPEC §11.5): no file lock and no checkpoints of
+    /// run beside a server on the same file (docs/api.md §11.5): no file lock and no checkpoints of
     /// its own; its writes wait their turn for SQLite's write lock.
     pub async fn open_sqlite_beside_server(
         path: &Path,

@@ -203,7 +203,7 @@ async fn prune_channels(
 /// Deletes the messages `pick` selects (`channel_id, room, id`, at most a chunk) chunk after
 /// chunk until a chunk comes back short, yielding between chunks. Each chunk is one
 /// transaction that also raises its rooms' `pruned_through` to the highest id it removes
-/// (SPEC §9.12), so a reader never sees a removal without its record.
+/// (docs/api.md §9.12), so a reader never sees a removal without its record.
 async fn delete_in_chunks(writer: &SqlitePool, pick: impl Fn(i64) -> Sql) -> StoreResult<u64> {
     let mut deleted = 0;
     loop {

@@ -133,7 +133,7 @@ enum Stored {
 /// Stores a batch in one transaction: per publish, the allocated id and timestamp (or
 /// `NotFound` when its channel was deleted); per write, what it wrote and the messages it
 /// stored. Ids are allocated in the storing transaction, in queue order, so committed ids of a
-/// channel are consecutive and become visible in order (SPEC §9.5).
+/// channel are consecutive and become visible in order (docs/api.md §9.5).
 ///
 /// Every statement is a round trip to sqlx's SQLite worker thread (a channel send and a thread
 /// wake-up each way), which costs more than the statement: consecutive publishes are therefore
