@@ -19,7 +19,7 @@ export const session = {
 };
 
 // An API answer that was not 2xx. `detail` is the general message; `fields` maps a field name
-// to its messages (SPEC §2.4: a list, or for a few errors a plain string).
+// to its messages (docs/api.md §2.4: a list, or for a few errors a plain string).
 export class ApiError extends Error {
   constructor(status, body) {
     const detail = errorDetail(status, body);

@@ -1,4 +1,4 @@
-//! The web console (SPEC §11.6): plain HTML, CSS and JavaScript from the repository's
+//! The web console (docs/api.md §11.6): plain HTML, CSS and JavaScript from the repository's
 //! `console/` folder, compiled into the binary and served at `/console/`.
 //!
 //! The console is a client of the public API and nothing else: this module serves files, never

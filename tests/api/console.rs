@@ -1,4 +1,4 @@
-//! The web console (SPEC §11.6): how its files are served, `--console false`, and a person's
+//! The web console (docs/api.md §11.6): how its files are served, `--console false`, and a person's
 //! walk through it in headless Chromium against a real server — sign in, create an instance, a
 //! key and a channel, follow the channel live, publish, read history, survive a server restart.
 //!
