@@ -68,6 +68,25 @@ struct Count {
     n: u32,
 }
 
+impl Count {
+    /// `key`'s count in `counts`, started afresh when its `window` has passed.
+    fn current<K: Eq + std::hash::Hash>(
+        counts: &mut HashMap<K, Count>,
+        key: K,
+        window: Duration,
+    ) -> &mut Count {
+        let fresh = || Count {
+            since: Instant::now(),
+            n: 0,
+        };
+        let count = counts.entry(key).or_insert_with(fresh);
+        if count.since.elapsed() >= window {
+            *count = fresh();
+        }
+        count
+    }
+}
+
 pub struct Passwords {
     settings: Settings,
     slots: Semaphore,
@@ -229,16 +248,7 @@ impl Passwords {
             let cut = ages[ages.len() / 2];
             failures.retain(|_, count| count.since > cut);
         }
-        let count = failures.entry(identity).or_insert(Count {
-            since: Instant::now(),
-            n: 0,
-        });
-        if count.since.elapsed() >= window {
-            *count = Count {
-                since: Instant::now(),
-                n: 0,
-            };
-        }
+        let count = Count::current(&mut failures, identity, window);
         count.n = count.n.saturating_add(1);
     }
 
@@ -254,16 +264,7 @@ impl Passwords {
                 per_ip.clear();
             }
         }
-        let count = per_ip.entry(ip).or_insert(Count {
-            since: Instant::now(),
-            n: 0,
-        });
-        if count.since.elapsed() >= IP_WINDOW {
-            *count = Count {
-                since: Instant::now(),
-                n: 0,
-            };
-        }
+        let count = Count::current(&mut per_ip, ip, IP_WINDOW);
         if count.n >= budget {
             let left = IP_WINDOW.saturating_sub(count.since.elapsed());
             return Err(Refused::Throttled {

@@ -54,12 +54,7 @@ fn poll(room: &str, query: &str) -> String {
 }
 
 fn ids(resp: &Resp) -> Vec<i64> {
-    resp.assert_status(200)["objects"]
-        .as_array()
-        .expect("objects")
-        .iter()
-        .map(|m| m["id"].as_i64().expect("id"))
-        .collect()
+    crate::history::ids(resp.assert_status(200))
 }
 
 #[tokio::test]

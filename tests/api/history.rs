@@ -81,7 +81,8 @@ fn id_of(message: &Value) -> i64 {
         .unwrap_or_else(|| panic!("no id: {message}"))
 }
 
-fn ids(page: &Value) -> Vec<i64> {
+/// The message ids of a list page, in its order.
+pub(crate) fn ids(page: &Value) -> Vec<i64> {
     page["objects"]
         .as_array()
         .unwrap_or_else(|| panic!("not a list envelope: {page}"))

@@ -15,12 +15,7 @@ async fn history_ids(app: &TestApp, channel: &str, room: &str) -> Vec<i64> {
             Some(&app.admin_key),
         )
         .await;
-    resp.assert_status(200)["objects"]
-        .as_array()
-        .expect("objects")
-        .iter()
-        .map(|m| m["id"].as_i64().expect("id"))
-        .collect()
+    crate::history::ids(resp.assert_status(200))
 }
 
 /// Polls until `done` holds for the room's ids, or fails after ten seconds.
